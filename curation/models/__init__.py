@@ -1,0 +1,1 @@
+"""Model handles: specs that load on the worker, once per process."""

@@ -1,0 +1,1 @@
+"""Shard writing, the manifest schema, its verification and the trainer-side reader."""

@@ -1,0 +1,1 @@
+"""Apache Beam pipelines: the only layer that imports apache_beam."""

@@ -1,0 +1,1 @@
+"""Generators of new samples (captions, QA, renderings, packing)."""
