@@ -1,0 +1,588 @@
+"""A safe HTTP(S) fetcher for untrusted URLs.
+
+Every hostname is resolved once, each address is checked against a deny list
+(private, loopback, link-local, multicast, reserved, unspecified and cloud
+metadata addresses, IPv4 and IPv6), and the connection goes to exactly the
+address that was checked: no second DNS lookup, so DNS rebinding cannot slip a
+forbidden address in. The ``Host`` header and, for HTTPS, SNI and certificate
+verification use the hostname. Redirects are followed by hand and every hop is
+checked again.
+
+Connections are kept alive in pools keyed by ``(scheme, ip, port, hostname)``
+and the fetcher is safe to share between threads. :meth:`Fetcher.fetch` never
+raises: every outcome is a :class:`FetchResult` with a ``reason``.
+
+Proxies come from ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``NO_PROXY`` (read when the
+fetcher is built). The target is still resolved and checked locally; plain HTTP
+goes to the proxy in absolute form, HTTPS through a ``CONNECT`` tunnel to the
+checked address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Sequence, Union
+
+import certifi
+import urllib3
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    LocationParseError,
+    NewConnectionError,
+    ReadTimeoutError,
+)
+from urllib3.util import Url, make_headers, parse_url
+
+Resolver = Callable[[str], list[str]]
+_Address = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+_Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+_CHUNK_BYTES = 64 * 1024
+_DISCARD_LIMIT_BYTES = 64 * 1024  # body of a redirect or error read to keep the connection
+_MAX_POOLS = 256  # least recently used pools beyond this are closed
+_POOL_MAXSIZE = 128  # idle keep-alive connections kept per pool
+_HOSTNAME = re.compile(r"^[a-z0-9_.-]+$")
+
+_DENIED_NETWORKS: tuple[_Network, ...] = tuple(
+    ipaddress.ip_network(cidr)
+    for cidr in (
+        "0.0.0.0/8",  # "this network", unspecified
+        "10.0.0.0/8",  # private
+        "100.64.0.0/10",  # carrier-grade NAT (holds Alibaba's 100.100.100.200)
+        "127.0.0.0/8",  # loopback
+        "169.254.0.0/16",  # link-local (holds 169.254.169.254)
+        "172.16.0.0/12",  # private
+        "192.0.0.0/24",  # IETF protocol assignments (holds 192.0.0.192)
+        "192.0.2.0/24",  # documentation
+        "192.88.99.0/24",  # 6to4 relay anycast
+        "192.168.0.0/16",  # private
+        "198.18.0.0/15",  # benchmarking
+        "198.51.100.0/24",  # documentation
+        "203.0.113.0/24",  # documentation
+        "224.0.0.0/4",  # multicast
+        "240.0.0.0/4",  # reserved, broadcast
+        "::/128",  # unspecified
+        "::1/128",  # loopback
+        "::/96",  # IPv4-compatible (deprecated)
+        "64:ff9b:1::/48",  # local-use NAT64
+        "100::/64",  # discard-only
+        "2001::/23",  # IETF protocol assignments (holds Teredo 2001::/32)
+        "2001:db8::/32",  # documentation
+        "3fff::/20",  # documentation
+        "5f00::/16",  # SRv6 SIDs
+        "fc00::/7",  # unique local (holds AWS's fd00:ec2::254)
+        "fe80::/10",  # link-local
+        "fec0::/10",  # site-local (deprecated)
+        "ff00::/8",  # multicast
+    )
+)
+_METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(ip)
+    for ip in (
+        "169.254.169.254",  # AWS, GCP, Azure, OpenStack, Oracle
+        "169.254.170.2",  # AWS ECS task metadata
+        "100.100.100.200",  # Alibaba Cloud
+        "168.63.129.16",  # Azure wire server (a public address)
+        "192.0.0.192",  # Oracle Cloud (legacy)
+        "fd00:ec2::254",  # AWS IMDS over IPv6
+    )
+)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    """Limits and identity of a :class:`Fetcher`.
+
+    Attributes:
+        connect_timeout: Seconds to establish a TCP (and TLS) connection.
+        read_timeout: Seconds to wait for each read from the socket.
+        max_bytes: Largest body accepted; larger ones fail with ``too_large``.
+        max_redirects: Redirects followed before ``too_many_redirects``.
+        retries: Extra attempts after the first, on timeouts, connection errors
+            and 5xx responses only.
+        backoff: Seconds slept before the first retry, doubled for each next one.
+        user_agent: ``User-Agent`` header sent with every request.
+        allow_networks: CIDRs allowed even when the deny list forbids them
+            (tests, intranets).
+        total_timeout: Seconds one attempt may take from the request to the last
+            body byte, so a server trickling bytes cannot hold a worker forever.
+        ca_certs: PEM bundle of trusted CAs for HTTPS; ``None`` uses certifi's.
+    """
+
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0
+    max_bytes: int = 20_000_000
+    max_redirects: int = 5
+    retries: int = 2
+    backoff: float = 0.5
+    user_agent: str = "curation-fetcher/0.1 (+https://github.com/; data curation research)"
+    allow_networks: tuple[str, ...] = ()
+    total_timeout: float = 60.0
+    ca_certs: str | None = None
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """The outcome of one :meth:`Fetcher.fetch`.
+
+    ``reason`` is ``"ok"`` or one of ``invalid_url``, ``forbidden_address``,
+    ``dns_error``, ``connection_error``, ``timeout``, ``too_large``,
+    ``too_many_redirects`` and ``http_<status>``. ``attempts`` counts the tries
+    of the request that produced the outcome (the last hop of a redirect chain).
+    """
+
+    url: str
+    final_url: str
+    ok: bool
+    reason: str
+    status: int | None = None
+    content: bytes | None = None
+    content_type: str | None = None
+    attempts: int = 1
+    detail: str = ""
+
+
+def is_forbidden_address(ip: str, allow_networks: Sequence[str] = ()) -> bool:
+    """Tells whether a fetcher must refuse to connect to ``ip``.
+
+    An IPv4-mapped (``::ffff:a.b.c.d``) or NAT64 (``64:ff9b::/96``) address is
+    judged by the IPv4 address it carries; a 6to4 address must pass both as
+    itself and as its IPv4 address. Anything that does not parse is forbidden.
+
+    Args:
+        ip: An IPv4 or IPv6 address in text form (an IPv6 scope id is allowed).
+        allow_networks: CIDRs that are allowed even if otherwise forbidden.
+
+    Raises:
+        ValueError: If an entry of ``allow_networks`` is not a valid CIDR.
+    """
+    return _is_forbidden(ip, _parse_networks(allow_networks))
+
+
+def resolve_host(hostname: str) -> list[str]:
+    """The default resolver: the system's addresses for ``hostname``, in order."""
+    infos = socket.getaddrinfo(hostname, None, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _parse_networks(cidrs: Sequence[str]) -> tuple[_Network, ...]:
+    return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
+
+
+def _views(addr: _Address) -> list[_Address]:
+    """The addresses a packet to ``addr`` may really reach."""
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return [addr.ipv4_mapped]
+        if addr in _NAT64:
+            return [ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)]
+        if addr.sixtofour is not None:
+            return [addr, addr.sixtofour]
+    return [addr]
+
+
+def _is_denied(addr: _Address) -> bool:
+    if addr in _METADATA_ADDRESSES:
+        return True
+    if any(addr.version == net.version and addr in net for net in _DENIED_NETWORKS):
+        return True
+    return (
+        not addr.is_global
+        or addr.is_private
+        or addr.is_loopback
+        or addr.is_link_local
+        or addr.is_multicast
+        or addr.is_reserved
+        or addr.is_unspecified
+    )
+
+
+def _is_forbidden(ip: str, allowed: Sequence[_Network]) -> bool:
+    try:
+        views = _views(ipaddress.ip_address(ip))
+    except ValueError:
+        return True
+    for view in views:
+        if any(view.version == net.version and view in net for net in allowed):
+            return False
+    return any(_is_denied(view) for view in views)
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A parsed, validated http(s) URL."""
+
+    scheme: str
+    host: str  # lower case, IDNA encoded, without IPv6 brackets
+    port: int
+    request_uri: str
+    is_ip: bool
+
+    @property
+    def authority(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default_port = 443 if self.scheme == "https" else 80
+        return host if self.port == default_port else f"{host}:{self.port}"
+
+    @property
+    def absolute_url(self) -> str:
+        return f"{self.scheme}://{self.authority}{self.request_uri}"
+
+
+def _parse_target(url: str) -> _Target | str:
+    """Parses ``url``; returns a :class:`_Target` or the reason it is invalid."""
+    try:
+        parsed = parse_url(url.strip())
+    except (LocationParseError, ValueError, TypeError, AttributeError) as exc:
+        return f"unparsable URL: {exc}"
+    scheme = (parsed.scheme or "").lower()
+    if scheme not in ("http", "https"):
+        return f"unsupported scheme {parsed.scheme!r}"
+    host = (parsed.host or "").strip("[]").lower()
+    if not host:
+        return "URL has no host"
+    is_ip = _is_ip_literal(host)
+    if not is_ip and not _HOSTNAME.match(host):
+        return f"invalid hostname {host!r}"
+    port = parsed.port if parsed.port is not None else (443 if scheme == "https" else 80)
+    if not 0 < port < 65536:
+        return f"invalid port {port}"
+    return _Target(scheme, host, port, parsed.request_uri, is_ip)
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _proxy_url(raw: str) -> Url:
+    proxy = parse_url(raw if "://" in raw else f"http://{raw}")
+    if proxy.scheme != "http" or not proxy.host:
+        raise ValueError(f"unsupported proxy {raw!r}: only http:// proxies are supported")
+    return proxy
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc``, its arguments that are exceptions, and their causes, recursively."""
+    seen: list[BaseException] = []
+    todo = [exc]
+    while todo:
+        current = todo.pop()
+        if any(current is done for done in seen):
+            continue
+        seen.append(current)
+        todo.extend(arg for arg in current.args if isinstance(arg, BaseException))
+        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return seen
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What one request attempt gave."""
+
+    reason: str
+    status: int | None = None
+    content: bytes | None = None
+    content_type: str | None = None
+    location: str | None = None
+    retryable: bool = False
+    detail: str = ""
+
+
+def _error_outcome(exc: BaseException) -> _Outcome:
+    """Classifies an exception raised while requesting or reading a response."""
+    chain = _chain(exc)
+    detail = f"{type(exc).__name__}: {exc}"
+    if any(isinstance(e, ssl.SSLCertVerificationError) for e in chain):
+        return _Outcome("connection_error", detail=detail)
+    if any(isinstance(e, NewConnectionError) for e in chain):
+        return _Outcome("connection_error", retryable=True, detail=detail)
+    timeouts = (ConnectTimeoutError, ReadTimeoutError, TimeoutError, socket.timeout)
+    if any(isinstance(e, timeouts) for e in chain):
+        return _Outcome("timeout", retryable=True, detail=detail)
+    if isinstance(exc, (HTTPError, OSError)):
+        return _Outcome("connection_error", retryable=True, detail=detail)
+    return _Outcome("connection_error", detail=f"unexpected {detail}")
+
+
+def _content_length(response: urllib3.BaseHTTPResponse) -> int | None:
+    try:
+        return int(response.headers.get("Content-Length", ""))
+    except ValueError:
+        return None
+
+
+def _discard(response: urllib3.BaseHTTPResponse) -> None:
+    """Reads a short body so the connection can be reused; closes it otherwise."""
+    remaining = _DISCARD_LIMIT_BYTES
+    try:
+        for chunk in response.stream(_CHUNK_BYTES, decode_content=False):
+            remaining -= len(chunk)
+            if remaining < 0:
+                response.close()
+                return
+    except (HTTPError, OSError):
+        response.close()
+
+
+class Fetcher:
+    """Fetches untrusted http(s) URLs safely; share one instance between threads.
+
+    Args:
+        settings: Limits, identity and the allow list.
+        resolver: Maps a hostname to its addresses (text form); defaults to
+            the system resolver. Called once per hop; the request goes to the
+            first address that is not forbidden (the next ones on retries).
+
+    Raises:
+        ValueError: If a setting or a proxy environment variable is invalid.
+    """
+
+    def __init__(self, settings: FetchSettings = FetchSettings(), resolver: Resolver | None = None):
+        if min(settings.connect_timeout, settings.read_timeout, settings.total_timeout) <= 0:
+            raise ValueError("timeouts must be positive")
+        if min(settings.max_bytes, settings.max_redirects, settings.retries, settings.backoff) < 0:
+            raise ValueError("max_bytes, max_redirects, retries and backoff must be >= 0")
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in settings.user_agent):
+            raise ValueError("user_agent must not contain control characters")
+        self._settings = settings
+        self._resolver = resolver or resolve_host
+        self._allowed = _parse_networks(settings.allow_networks)
+        self._timeout = urllib3.Timeout(connect=settings.connect_timeout, read=settings.read_timeout)
+        self._ca_certs = settings.ca_certs or certifi.where()
+        self._headers = {
+            "User-Agent": settings.user_agent,
+            "Accept": "*/*",
+            "Accept-Encoding": "identity",
+        }
+        self._proxy_env = urllib.request.getproxies_environment()
+        self._proxies = {
+            scheme: _proxy_url(self._proxy_env[scheme])
+            for scheme in ("http", "https")
+            if self._proxy_env.get(scheme)
+        }
+        self._pools: OrderedDict[tuple, urllib3.HTTPConnectionPool] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def fetch(self, url: str) -> FetchResult:
+        """Fetches ``url``, following redirects; never raises."""
+        try:
+            return self._fetch(url)
+        except Exception as exc:  # the last guard of the never-raises contract
+            return FetchResult(url, url, False, "connection_error", detail=f"unexpected {exc!r}")
+
+    def fetch_many(self, urls: Sequence[str], concurrency: int = 16) -> list[FetchResult]:
+        """Fetches ``urls`` with ``concurrency`` threads; results keep input order."""
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        if not urls:
+            return []
+        with ThreadPoolExecutor(max_workers=min(concurrency, len(urls))) as executor:
+            return list(executor.map(self.fetch, urls))
+
+    def close(self) -> None:
+        """Closes every pooled connection; the fetcher stays usable."""
+        with self._lock:
+            pools = list(self._pools.values())
+            self._pools.clear()
+        for pool in pools:
+            pool.close()
+
+    def __enter__(self) -> Fetcher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _fetch(self, url: str) -> FetchResult:
+        current = url
+        for _ in range(self._settings.max_redirects + 1):
+            target = _parse_target(current)
+            if isinstance(target, str):
+                return FetchResult(url, current, False, "invalid_url", detail=target)
+            addresses = self._resolve(target)
+            if isinstance(addresses, _Outcome):
+                return FetchResult(url, current, False, addresses.reason, detail=addresses.detail)
+            outcome, attempts = self._request(target, addresses)
+            if outcome.location is None:
+                return FetchResult(
+                    url=url,
+                    final_url=current,
+                    ok=outcome.reason == "ok",
+                    reason=outcome.reason,
+                    status=outcome.status,
+                    content=outcome.content,
+                    content_type=outcome.content_type,
+                    attempts=attempts,
+                    detail=outcome.detail,
+                )
+            try:
+                current = urllib.parse.urljoin(current, outcome.location)
+            except ValueError as exc:
+                detail = f"bad redirect Location {outcome.location!r}: {exc}"
+                return FetchResult(url, current, False, "invalid_url", outcome.status, detail=detail)
+        return FetchResult(
+            url,
+            current,
+            False,
+            "too_many_redirects",
+            detail=f"more than {self._settings.max_redirects} redirects",
+        )
+
+    def _resolve(self, target: _Target) -> list[str] | _Outcome:
+        """The allowed addresses of ``target``, or why there are none."""
+        if target.is_ip:
+            addresses = [target.host]
+        else:
+            try:
+                addresses = [str(a) for a in self._resolver(target.host)]
+            except Exception as exc:  # resolvers raise anything: gaierror, UnicodeError, ...
+                return _Outcome("dns_error", detail=f"{target.host}: {exc!r}")
+            if not addresses:
+                return _Outcome("dns_error", detail=f"{target.host}: no addresses")
+        allowed = [ip for ip in addresses if not _is_forbidden(ip, self._allowed)]
+        if not allowed:
+            return _Outcome("forbidden_address", detail=f"{target.host} -> {', '.join(addresses)}")
+        return allowed
+
+    def _request(self, target: _Target, addresses: list[str]) -> tuple[_Outcome, int]:
+        """Requests ``target`` with retries; returns the outcome and the attempts made."""
+        attempt = 1
+        while True:
+            outcome = self._attempt(target, addresses[(attempt - 1) % len(addresses)])
+            if not outcome.retryable or attempt > self._settings.retries:
+                return outcome, attempt
+            time.sleep(self._settings.backoff * 2 ** (attempt - 1))
+            attempt += 1
+
+    def _attempt(self, target: _Target, ip: str) -> _Outcome:
+        deadline = time.monotonic() + self._settings.total_timeout
+        proxy = self._proxy_for(target, ip)
+        headers = dict(self._headers, Host=target.authority)
+        if proxy is not None and target.scheme == "http":
+            pool = self._pool(("proxy", proxy.url), lambda: self._proxy_pool(proxy))
+            request_url = target.absolute_url
+            headers.update(make_headers(proxy_basic_auth=proxy.auth) if proxy.auth else {})
+        else:
+            key = (target.scheme, ip, target.port, target.host, proxy.url if proxy else None)
+            pool = self._pool(key, lambda: self._origin_pool(target, ip, proxy))
+            request_url = target.request_uri
+        try:
+            response = pool.urlopen(
+                "GET",
+                request_url,
+                headers=headers,
+                retries=False,
+                redirect=False,
+                assert_same_host=False,
+                timeout=self._timeout,
+                preload_content=False,
+                release_conn=False,
+                decode_content=True,
+            )
+        except Exception as exc:
+            return _error_outcome(exc)
+        try:
+            return self._read(response, deadline)
+        except Exception as exc:
+            response.close()
+            return _error_outcome(exc)
+        finally:
+            response.release_conn()
+
+    def _read(self, response: urllib3.BaseHTTPResponse, deadline: float) -> _Outcome:
+        status = response.status
+        content_type = response.headers.get("Content-Type")
+        location = response.headers.get("Location")
+        if status in REDIRECT_STATUSES and location:
+            _discard(response)
+            return _Outcome(f"http_{status}", status, content_type=content_type, location=location)
+        if not 200 <= status < 300:
+            _discard(response)
+            return _Outcome(f"http_{status}", status, content_type=content_type, retryable=status >= 500)
+        limit = self._settings.max_bytes
+        length = _content_length(response)
+        if length is not None and length > limit:
+            response.close()
+            detail = f"Content-Length {length} exceeds {limit} bytes"
+            return _Outcome("too_large", status, content_type=content_type, detail=detail)
+        body = bytearray()
+        for chunk in response.stream(_CHUNK_BYTES):
+            body += chunk
+            if len(body) > limit:
+                response.close()
+                detail = f"body exceeds {limit} bytes"
+                return _Outcome("too_large", status, content_type=content_type, detail=detail)
+            if time.monotonic() > deadline:
+                response.close()
+                detail = f"body not read within {self._settings.total_timeout}s"
+                return _Outcome("timeout", status, content_type=content_type, retryable=True, detail=detail)
+        return _Outcome("ok", status, bytes(body), content_type)
+
+    def _proxy_for(self, target: _Target, ip: str) -> Url | None:
+        proxy = self._proxies.get(target.scheme)
+        if proxy is None:
+            return None
+        bypass = urllib.request.proxy_bypass_environment
+        bracketed_ip = f"[{ip}]" if ":" in ip else ip  # so the port splitter leaves IPv6 alone
+        if bypass(target.host, self._proxy_env) or bypass(bracketed_ip, self._proxy_env):
+            return None
+        return proxy
+
+    def _pool(self, key: tuple, make: Callable[[], urllib3.HTTPConnectionPool]) -> urllib3.HTTPConnectionPool:
+        evicted = None
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is not None:
+                self._pools.move_to_end(key)
+                return pool
+            pool = self._pools[key] = make()
+            if len(self._pools) > _MAX_POOLS:
+                _, evicted = self._pools.popitem(last=False)
+        if evicted is not None:
+            evicted.close()
+        return pool
+
+    def _proxy_pool(self, proxy: Url) -> urllib3.HTTPConnectionPool:
+        return urllib3.HTTPConnectionPool(
+            proxy.host, proxy.port or 80, maxsize=_POOL_MAXSIZE, block=False, retries=False
+        )
+
+    def _origin_pool(self, target: _Target, ip: str, proxy: Url | None) -> urllib3.HTTPConnectionPool:
+        """A pool whose connections go to ``ip`` (directly, or tunnelled through ``proxy``)."""
+        if target.scheme == "http":
+            return urllib3.HTTPConnectionPool(
+                ip, target.port, maxsize=_POOL_MAXSIZE, block=False, retries=False
+            )
+        tunnel = {}
+        if proxy is not None:
+            auth = make_headers(proxy_basic_auth=proxy.auth) if proxy.auth else {}
+            tunnel = {"_proxy": proxy, "_proxy_headers": auth}
+        return urllib3.HTTPSConnectionPool(
+            ip,
+            target.port,
+            maxsize=_POOL_MAXSIZE,
+            block=False,
+            retries=False,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=self._ca_certs,
+            server_hostname=target.host,
+            **tunnel,
+        )
