@@ -8,7 +8,6 @@ overrides; any key the tree does not have is an error that names the key.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import types
 import typing
@@ -102,8 +101,3 @@ def load_config(
         raise ConfigError("the config file must hold a mapping at its top level")
     return from_mapping(cls, apply_overrides(data, overrides))
 
-
-def config_sha256(config: Any) -> str:
-    """sha256 of the canonical JSON of the resolved config."""
-    canonical = json.dumps(to_mapping(config), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
