@@ -21,9 +21,16 @@ demo: install-demo
 test: install-test
 	$(BIN)/python -m pytest
 
-bench: install-test
-	$(BIN)/pip install -e '.[bench]'
-	$(BIN)/python bench/run_all.py
+IMG2DATASET_VENV := bench-out/img2dataset-venv
+
+# img2dataset (the baseline) gets its own venv: its pins clash with this project's.
+$(IMG2DATASET_VENV)/bin/python:
+	$(PYTHON) -m venv $(IMG2DATASET_VENV)
+	$(IMG2DATASET_VENV)/bin/pip install img2dataset
+
+bench: install-demo $(IMG2DATASET_VENV)/bin/python
+	$(BIN)/python bench/bench_pairs.py --img2dataset-python $(IMG2DATASET_VENV)/bin/python
+	$(BIN)/python bench/bench_clip.py
 
 clean:
 	rm -rf $(DEMO_OUT) bench-out

@@ -12,6 +12,7 @@ import sys
 from typing import Any, Callable, Iterable, Sequence
 
 import apache_beam as beam
+from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsList, AsSingleton
 
@@ -71,7 +72,7 @@ class ReadParquetRecords(beam.PTransform):
     def expand(self, pipeline: beam.Pipeline) -> beam.PCollection:
         return (
             pipeline
-            | "MatchFiles" >> beam.io.fileio.MatchFiles(self._pattern)
+            | "MatchFiles" >> fileio.MatchFiles(self._pattern)
             | "Paths" >> beam.Map(lambda metadata: metadata.path)
             | "RowGroups" >> beam.FlatMap(_row_groups)
             | "SpreadRowGroups" >> beam.Reshuffle()

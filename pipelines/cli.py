@@ -1,0 +1,217 @@
+"""The ``curate`` command line.
+
+It lives in ``pipelines/`` (not ``curation/``) because it launches Beam
+pipelines, and only this layer may import Beam. Flags it does not know are
+passed to Beam as pipeline options (``--runner``, ``--project``, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from typing import Sequence
+
+import yaml
+from apache_beam.io.filesystems import FileSystems
+
+from curation.config import ConfigError, load_config, to_mapping
+from curation.models.clip import RandomWeightsRefused
+from manifests.manifest import load_manifest, verify_manifest
+
+RUNNER_HELP = (
+    "Any other --flag is a Beam pipeline option, e.g. --runner=DirectRunner "
+    "--direct_running_mode=multi_processing --direct_num_workers=4, "
+    "--runner=PortableRunner --job_endpoint=localhost:8099, or "
+    "--runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp."
+)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", required=True, help="input glob (local, gs://, s3://)")
+    parser.add_argument("--output", required=True, help="output directory (local, gs://, s3://)")
+    parser.add_argument("--config", help="YAML config file; unknown keys are errors")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override one config key, e.g. --set shards.max_samples=5000 (repeatable)",
+    )
+    parser.add_argument(
+        "--allow-network", dest="allow_networks", action="append", default=[], metavar="CIDR",
+        help="let the fetcher reach this otherwise-forbidden network (repeatable; "
+        "config key fetch.allow_networks), e.g. 127.0.0.1/32 for a local test server",
+    )
+
+
+def _add_clip(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--clip-model", help="open_clip architecture (config key clip.model), e.g. ViT-B-32")
+    parser.add_argument(
+        "--clip-pretrained", metavar="TAG_OR_PATH",
+        help="open_clip pretrained tag (e.g. laion2b_s34b_b79k) or a checkpoint path "
+        "(local, gs://, s3://) (config key clip.pretrained)",
+    )
+    parser.add_argument(
+        "--allow-random-weights", action="store_true",
+        help="run CLIP with random weights when no pretrained weights are given; "
+        "scores are then meaningless, and the manifest records random-init",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="curate",
+        description="Multimodal pre-training data curation: Beam pipelines to webdataset shards + manifests.",
+        allow_abbrev=False,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    pairs = commands.add_parser(
+        "pairs",
+        help="image-text parquet (LAION-style) -> fetched, filtered, CLIP-scored shards",
+        description="Read LAION-style parquet (URL/TEXT columns, configurable), fetch each image with "
+        "the safe fetcher, normalise it, apply caption and image filters, score with CLIP, "
+        "filter on the score, and write OUTPUT/shards/*.tar, OUTPUT/manifest.json and "
+        "OUTPUT/rejects/*.parquet. " + RUNNER_HELP,
+        allow_abbrev=False,
+    )
+    _add_common(pairs)
+    _add_clip(pairs)
+    pairs.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
+
+    manifest = commands.add_parser("manifest", help="inspect and verify manifests")
+    manifest_commands = manifest.add_subparsers(dest="manifest_command", required=True, metavar="ACTION")
+    verify = manifest_commands.add_parser(
+        "verify",
+        help="re-hash every shard and check every count of a manifest",
+        description="Check a manifest's structure and funnel arithmetic, re-hash every shard it lists, "
+        "and count the samples in each. Exit status 1 and one line per problem when anything is off.",
+    )
+    verify.add_argument("path", help="path or URL of manifest.json")
+    show = manifest_commands.add_parser("show", help="print a manifest's totals and funnel")
+    show.add_argument("path", help="path or URL of manifest.json")
+
+    demo = commands.add_parser(
+        "demo",
+        help="run `curate pairs` on generated sample data served from a loopback HTTP server",
+        description="Generate images and a LAION-style parquet (good pairs plus broken ones: 404s, a slow "
+        "server, corrupt and truncated files, a pixel bomb, an oversized body, a redirect to a "
+        "forbidden address, junk captions, duplicates), serve them on 127.0.0.1, run the pairs "
+        "pipeline with a tiny random-weight CLIP, and print the funnel. No network beyond loopback.",
+    )
+    demo.add_argument("--output", default="demo-out", help="output directory (default: demo-out)")
+    return parser
+
+
+def pairs_config(args: argparse.Namespace):
+    """Resolves the pairs config: file, then --set overrides, then dedicated flags."""
+    from pipelines.pairs import PairsConfig
+
+    overrides = list(args.overrides)
+    if args.clip_model:
+        overrides.append(f"clip.model={args.clip_model}")
+    if args.clip_pretrained:
+        overrides.append(f"clip.pretrained={json.dumps(args.clip_pretrained)}")
+    if args.allow_random_weights:
+        overrides.append("clip.allow_random_weights=true")
+    config = load_config(PairsConfig, args.config, overrides)
+    if args.allow_networks:
+        fetch = dataclasses.replace(
+            config.fetch, allow_networks=tuple(config.fetch.allow_networks) + tuple(args.allow_networks)
+        )
+        config = dataclasses.replace(config, fetch=fetch)
+    return config
+
+
+def check_clip_weights(spec) -> None:
+    """Refuses random CLIP weights unless asked for, and says loudly when they are used."""
+    if not spec.uses_random_weights():
+        return
+    if not (spec.allow_random_weights or spec.model == "curation-tiny"):
+        raise RandomWeightsRefused(
+            f"no CLIP weights given for {spec.model}: pass --clip-pretrained TAG_OR_PATH "
+            "or --allow-random-weights"
+        )
+    print(
+        f"WARNING: CLIP model {spec.model} runs with RANDOM weights (random-init): "
+        "CLIP scores are meaningless and the manifest says so.",
+        file=sys.stderr,
+    )
+
+
+def format_funnel(manifest: dict) -> str:
+    """The manifest's totals and funnel as a readable table."""
+    lines = [f"{'step':<16}{'in':>8}{'out':>8}  dropped"]
+    for step in manifest["funnel"]:
+        dropped = ", ".join(f"{k}={v}" for k, v in sorted(step["dropped"].items())) or "-"
+        lines.append(f"{step['step']:<16}{step['in']:>8}{step['out']:>8}  {dropped}")
+    totals = manifest["totals"]
+    lines.append(
+        f"shards={totals['shards']} samples={totals['samples']} bytes={totals['bytes']} "
+        f"text_tokens={totals['text_tokens']} visual_tokens={totals['visual_tokens']} "
+        f"dead_letters={manifest['dead_letters']}"
+    )
+    lines.extend(f"WARNING: {w}" for w in manifest.get("warnings", []))
+    return "\n".join(lines)
+
+
+def _run_pairs(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from pipelines import pairs
+
+    config = pairs_config(args)
+    if args.print_config:
+        print(yaml.safe_dump(to_mapping(config), sort_keys=False), end="")
+        return 0
+    if config.score_clip:
+        check_clip_weights(config.clip)
+    if not pairs.run(args.input, args.output, config, beam_args):
+        print("dry run: the job was translated, not run")
+        return 0
+    manifest_path = FileSystems.join(args.output, "manifest.json")
+    print(format_funnel(load_manifest(manifest_path, opener=FileSystems.open)))
+    print(f"manifest: {manifest_path}")
+    return 0
+
+
+def _run_manifest(args: argparse.Namespace) -> int:
+    if args.manifest_command == "show":
+        print(format_funnel(load_manifest(args.path, opener=FileSystems.open)))
+        return 0
+    problems = verify_manifest(args.path, opener=FileSystems.open)
+    for problem in problems:
+        print(f"FAIL: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    print(f"OK: {args.path}")
+    return 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from pipelines.demo import run_demo
+
+    manifest = run_demo(args.output)
+    print(format_funnel(manifest))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, beam_args = parser.parse_known_args(argv)
+    if args.command != "pairs" and beam_args:
+        parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
+    try:
+        if args.command == "pairs":
+            return _run_pairs(args, beam_args)
+        if args.command == "manifest":
+            return _run_manifest(args)
+        return _run_demo(args)
+    except (ConfigError, RandomWeightsRefused) as error:
+        print(f"curate: error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # the job failed: one line, non-zero
+        message = str(error).strip().splitlines()
+        print(f"curate: job failed: {type(error).__name__}: {message[-1] if message else ''}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

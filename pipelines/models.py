@@ -1,0 +1,52 @@
+"""Beam model handlers: wrap the pure model handles of ``curation.models`` for RunInference.
+
+A handler holds only a spec; ``load_model`` runs on the worker, and RunInference
+keeps one loaded model per worker process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from typing import Any, Iterable, Sequence
+
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.ml.inference.base import ModelHandler
+from PIL import Image
+
+from curation.models.clip import ClipModel, ClipSpec
+from curation.records import CaptionPair, ImageData
+from filters.clip_score import SCORE_KEY
+
+SCORE_DECIMALS = 4  # scores are rounded so batching differences between runners cannot leak into shards
+
+
+def decode_for_model(image: ImageData, size: int) -> Image.Image:
+    """Decodes a stored image to RGB, letting JPEG decode at reduced size when it can."""
+    decoded = Image.open(io.BytesIO(image.data))
+    if decoded.format == "JPEG":
+        decoded.draft("RGB", (size, size))
+    return decoded.convert("RGB")
+
+
+class ClipScoreHandler(ModelHandler[CaptionPair, CaptionPair, ClipModel]):
+    """Scores image-text agreement of caption pairs with CLIP (``stats["clip_score"]``)."""
+
+    def __init__(self, spec: ClipSpec):
+        super().__init__(min_batch_size=1, max_batch_size=spec.batch_size)
+        self._spec = spec
+
+    def load_model(self) -> ClipModel:
+        return ClipModel.load(self._spec, opener=FileSystems.open)
+
+    def run_inference(
+        self, batch: Sequence[CaptionPair], model: ClipModel, inference_args: dict[str, Any] | None = None
+    ) -> Iterable[CaptionPair]:
+        images = [decode_for_model(record.image, model.image_size) for record in batch]
+        scores = model.score_pairs(images, [record.text for record in batch])
+        for record, score in zip(batch, scores):
+            stats = {**record.stats, SCORE_KEY: round(float(score), SCORE_DECIMALS)}
+            yield dataclasses.replace(record, stats=stats)
+
+    def get_metrics_namespace(self) -> str:
+        return "curation.clip"

@@ -1,0 +1,260 @@
+"""``curate pairs``: LAION-style image-text parquet -> CLIP-filtered webdataset shards.
+
+Stages (each one a funnel step): read -> caption -> dedup -> fetch -> decode ->
+image_quality -> clip_score, then shards, rejects and the manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.pvalue import TaggedOutput
+
+from curation.config import to_mapping
+from curation.fetch import Fetcher, FetchSettings
+from curation.images import ImageRejected, ImageSettings, normalize_image
+from curation.models.clip import ClipSpec
+from curation.readers import PairColumns, pair_from_row
+from curation.records import CaptionPair, reject
+from curation.tokens import TextTokenizer
+from filters.caption import CaptionFilter
+from filters.clip_score import SCORE_KEY, ClipScoreFilter
+from filters.image_quality import ImageQualityFilter
+from manifests.samples import caption_pair_sample
+from pipelines.io import ManifestHeader, ReadParquetRecords, WriteManifest, WriteRejects, WriteShards, split_rejects
+from pipelines.models import ClipScoreHandler
+from pipelines.transforms import REJECTS, ApplyFilter, CountFunnel, RunModel, count_drop
+
+STEPS = ("read", "caption", "dedup", "fetch", "decode", "image_quality", "clip_score")
+QUANTILE_RESOLUTION = 1000  # the corpus quantile of the CLIP filter is resolved to 0.1%
+
+
+@dataclass(frozen=True)
+class DownloadSettings:
+    """How the fetch step batches its work.
+
+    Attributes:
+        concurrency: parallel fetch+decode threads per worker process.
+        batch_size: records handed to the thread pool at a time.
+    """
+
+    concurrency: int = 32
+    batch_size: int = 128
+
+
+@dataclass(frozen=True)
+class ShardSettings:
+    """Shard rollover and write parallelism.
+
+    Attributes:
+        max_samples: samples per shard at most.
+        max_bytes: bytes per shard at most (a larger single sample gets its own shard).
+        partitions: independent shard writers; samples are spread over them by key.
+    """
+
+    max_samples: int = 10_000
+    max_bytes: int = 1_000_000_000
+    partitions: int = 8
+
+
+@dataclass(frozen=True)
+class TokenSettings:
+    """Token accounting: ``text_tokenizer`` is ``clip-bpe``, ``whitespace`` or a tokenizer.json path;
+    ``image_resolution`` is ``auto``, ``medium``, ``high`` or ``ultra``."""
+
+    text_tokenizer: str = "clip-bpe"
+    image_resolution: str = "auto"
+
+
+@dataclass(frozen=True)
+class PairsFilters:
+    caption: CaptionFilter = CaptionFilter()
+    image: ImageQualityFilter = ImageQualityFilter()
+    clip: ClipScoreFilter = ClipScoreFilter()
+
+
+@dataclass(frozen=True)
+class PairsConfig:
+    """Everything ``curate pairs`` can be told; every key can be set in YAML or with ``--set``.
+
+    ``score_clip: false`` skips the CLIP model and filter: a download-and-filter run,
+    like img2dataset with quality filters.
+    """
+
+    dataset: str = "pairs"
+    score_clip: bool = True
+    columns: PairColumns = PairColumns()
+    fetch: FetchSettings = FetchSettings()
+    download: DownloadSettings = DownloadSettings()
+    image: ImageSettings = ImageSettings()
+    filters: PairsFilters = PairsFilters()
+    clip: ClipSpec = ClipSpec()
+    tokens: TokenSettings = TokenSettings()
+    shards: ShardSettings = ShardSettings()
+
+
+class FetchAndDecode(beam.DoFn):
+    """Fetches each record's image and normalises it, on a thread pool per worker.
+
+    Fetch failures leave as ``fetch`` rejects, undecodable images as ``decode``
+    rejects; both are dead letters.
+    """
+
+    def __init__(self, fetch: FetchSettings, image: ImageSettings, concurrency: int):
+        self._fetch_settings = fetch
+        self._image_settings = image
+        self._concurrency = concurrency
+
+    def setup(self) -> None:
+        self._fetcher = Fetcher(self._fetch_settings)
+        self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="fetch")
+
+    def teardown(self) -> None:
+        self._pool.shutdown(wait=False)
+        self._fetcher.close()
+
+    def _fetch_one(self, record: CaptionPair) -> Any:
+        result = self._fetcher.fetch(record.url)
+        if not result.ok:
+            return reject(record, "fetch", result.reason, dead_letter=True, detail=result.detail)
+        try:
+            image = normalize_image(result.content, self._image_settings)
+        except ImageRejected as error:
+            return reject(record, "decode", error.reason, dead_letter=True, detail=error.detail)
+        return dataclasses.replace(record, image=image)
+
+    def process(self, batch: list[CaptionPair]) -> Iterable[Any]:
+        for outcome in self._pool.map(self._fetch_one, batch):
+            if isinstance(outcome, CaptionPair):
+                yield outcome
+            else:
+                count_drop(outcome.step, outcome.reason)
+                yield TaggedOutput(REJECTS, outcome)
+
+
+def _keep_first(item: tuple[str, Iterable[CaptionPair]]) -> Iterable[Any]:
+    _, copies = item
+    first, *rest = sorted(copies, key=lambda r: r.source)
+    yield first
+    for duplicate in rest:
+        count_drop("dedup", "duplicate")
+        yield TaggedOutput(REJECTS, reject(duplicate, "dedup", "duplicate", detail=f"same as {first.source}"))
+
+
+class ToSamples(beam.DoFn):
+    """Turns kept records into shard samples, with the tokenizer loaded once per worker."""
+
+    def __init__(self, tokens: TokenSettings):
+        self._tokens = tokens
+
+    def setup(self) -> None:
+        self._tokenizer = TextTokenizer.load(self._tokens.text_tokenizer)
+
+    def process(self, record: CaptionPair) -> Iterable[Any]:
+        yield caption_pair_sample(record, self._tokenizer, self._tokens.image_resolution)
+
+
+def _resolve_clip_filter(quantiles: list[float], filt: ClipScoreFilter) -> ClipScoreFilter:
+    if not quantiles:
+        return filt.with_threshold(0.0)
+    index = round(filt.quantile * (len(quantiles) - 1))
+    return filt.with_threshold(quantiles[index])
+
+
+def _score_and_filter_clip(records: beam.PCollection, config: PairsConfig) -> tuple[beam.PCollection, list]:
+    scored = records | "ClipScore" >> RunModel(ClipScoreHandler(config.clip), step="clip_score")
+    clip_filter = config.filters.clip
+    resolved = None
+    if clip_filter.needs_corpus_quantile:
+        resolved = (
+            scored.kept
+            | "Scores" >> beam.Map(lambda r: r.stats[SCORE_KEY])
+            | "ScoreQuantiles" >> beam.ApproximateQuantiles.Globally(QUANTILE_RESOLUTION + 1)
+            | "ResolveThreshold" >> beam.Map(_resolve_clip_filter, clip_filter)
+        )
+    judged = scored.kept | "ClipFilter" >> ApplyFilter(clip_filter, step="clip_score", resolved=resolved)
+    return judged.kept, [scored.rejects, judged.rejects]
+
+
+def build(pipeline: beam.Pipeline, input_glob: str, output_dir: str, config: PairsConfig) -> None:
+    """Adds the pairs pipeline to ``pipeline``."""
+    rows = pipeline | "Read" >> ReadParquetRecords(
+        input_glob, lambda row, source: pair_from_row(row, source, config.columns)
+    )
+    pairs, read_rejects = split_rejects(rows, "SplitReadRejects")
+
+    captioned = pairs | "CaptionFilter" >> ApplyFilter(config.filters.caption)
+
+    deduped = (
+        captioned.kept
+        | "KeyById" >> beam.Map(lambda r: (r.id, r))
+        | "GroupCopies" >> beam.GroupByKey()
+        | "KeepFirstCopy" >> beam.FlatMap(_keep_first).with_outputs(REJECTS, main="kept")
+    )
+
+    fetched = (
+        deduped.kept
+        | "BatchForFetch" >> beam.BatchElements(min_batch_size=1, max_batch_size=config.download.batch_size)
+        | "FetchAndDecode"
+        >> beam.ParDo(FetchAndDecode(config.fetch, config.image, config.download.concurrency)).with_outputs(
+            REJECTS, main="kept"
+        )
+    )
+
+    sized = fetched.kept | "ImageQuality" >> ApplyFilter(config.filters.image)
+    kept, late_rejects = sized.kept, []
+    if config.score_clip:
+        kept, late_rejects = _score_and_filter_clip(sized.kept, config)
+
+    rejects = (
+        read_rejects,
+        captioned.rejects,
+        deduped[REJECTS],
+        fetched[REJECTS],
+        sized.rejects,
+        *late_rejects,
+    ) | "AllRejects" >> beam.Flatten()
+
+    shards = (
+        kept
+        | "ToSamples" >> beam.ParDo(ToSamples(config.tokens))
+        | "WriteShards"
+        >> WriteShards(
+            output_dir,
+            config.dataset,
+            config.shards.partitions,
+            config.shards.max_samples,
+            config.shards.max_bytes,
+        )
+    )
+    _ = rejects | "WriteRejects" >> WriteRejects(output_dir)
+    counts = {"inputs": rows, "rejects": rejects} | "CountFunnel" >> CountFunnel()
+    header = ManifestHeader(
+        dataset=config.dataset,
+        config=to_mapping(config),
+        models=(
+            ({"name": config.clip.model, "role": "clip", "weights": config.clip.weights_source()},)
+            if config.score_clip
+            else ()
+        ),
+        steps=STEPS,
+    )
+    _ = {"shards": shards, "counts": counts} | "WriteManifest" >> WriteManifest(output_dir, header)
+
+
+def run(input_glob: str, output_dir: str, config: PairsConfig, beam_args: list[str]) -> bool:
+    """Builds and runs the pairs pipeline with runner options from ``beam_args``.
+
+    Returns:
+        False when the runner only translated the job (``--dry_run=True``), True
+        when it ran to the end.
+    """
+    options = PipelineOptions(beam_args)
+    with beam.Pipeline(options=options) as pipeline:
+        build(pipeline, input_glob, output_dir, config)
+    return not options.get_all_options().get("dry_run")

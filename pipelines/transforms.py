@@ -1,0 +1,150 @@
+"""Shared Beam transforms: apply a filter, run a model, count the funnel.
+
+Every step that can drop or fail a record emits :class:`curation.records.Reject`
+rows on a ``rejects`` output instead of raising, so a bad record never fails the
+job and every input is accounted for. The funnel is counted from those rows
+(exact on every runner); Beam metrics mirror it for live monitoring.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, NamedTuple
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import ModelHandler, RunInference
+from apache_beam.pvalue import AsSingleton, TaggedOutput
+
+from curation.records import Reject, reject
+from filters.base import Filter
+
+METRICS_NAMESPACE = "curation"
+REJECTS = "rejects"
+
+
+class Split(NamedTuple):
+    """The two outputs of a step: records that go on and rejects."""
+
+    kept: beam.PCollection
+    rejects: beam.PCollection
+
+
+def count_drop(step: str, reason: str) -> None:
+    """Mirrors a drop in Beam metrics as ``dropped.<step>.<reason>``."""
+    Metrics.counter(METRICS_NAMESPACE, f"dropped.{step}.{reason}").inc()
+
+
+class _FilterFn(beam.DoFn):
+    def __init__(self, filt: Filter, step: str):
+        self._filter = filt
+        self._step = step
+
+    def process(self, record: Any, resolved: Filter | None = None) -> Iterable[Any]:
+        filt = resolved or self._filter
+        try:
+            verdict = filt(record)
+        except Exception as error:  # a filter bug on one record is a dead letter, not a crash
+            count_drop(self._step, "filter_error")
+            yield TaggedOutput(
+                REJECTS,
+                reject(record, self._step, "filter_error", dead_letter=True, detail=repr(error)),
+            )
+            return
+        if verdict.keep:
+            Metrics.counter(METRICS_NAMESPACE, f"kept.{self._step}").inc()
+            yield record
+        else:
+            count_drop(self._step, verdict.reason)
+            yield TaggedOutput(REJECTS, reject(record, self._step, verdict.reason))
+
+
+class ApplyFilter(beam.PTransform):
+    """Applies a :class:`filters.base.Filter`: scores into ``stats``, drops to rejects.
+
+    Args:
+        filt: the filter.
+        step: the funnel step name (defaults to the filter's name).
+        resolved: optional singleton PCollection holding a filter to use instead
+            of ``filt`` (e.g. a CLIP filter whose corpus quantile was computed in
+            the pipeline).
+    """
+
+    def __init__(self, filt: Filter, step: str | None = None, resolved: beam.PCollection | None = None):
+        super().__init__()
+        self._filter = filt
+        self._step = step or filt.name
+        self._resolved = resolved
+
+    def expand(self, records: beam.PCollection) -> Split:
+        side = [AsSingleton(self._resolved)] if self._resolved is not None else []
+        outputs = records | "Judge" >> beam.ParDo(_FilterFn(self._filter, self._step), *side).with_outputs(
+            REJECTS, main="kept"
+        )
+        return Split(outputs.kept, outputs[REJECTS])
+
+
+def _failed_batch_rejects(failure: tuple[Any, Any], step: str) -> Iterable[Reject]:
+    batch, error = failure
+    for record in batch if isinstance(batch, (list, tuple)) else [batch]:
+        count_drop(step, "model_error")
+        yield reject(record, step, "model_error", dead_letter=True, detail=repr(error)[:500])
+
+
+class RunModel(beam.PTransform):
+    """Runs a Beam ``ModelHandler`` over batches; failed batches become dead letters.
+
+    The handler loads its model once per worker process (RunInference shares it
+    across the process's threads) and returns the records it was given, with
+    their ``stats`` updated.
+    """
+
+    def __init__(self, handler: ModelHandler, step: str):
+        super().__init__()
+        self._handler = handler
+        self._step = step
+
+    def expand(self, records: beam.PCollection) -> Split:
+        scored, failures = records | "Infer" >> RunInference(self._handler).with_exception_handling()
+        rejects = failures.failed_inferences | "FailedBatches" >> beam.FlatMap(
+            _failed_batch_rejects, self._step
+        )
+        return Split(scored, rejects)
+
+
+class CountFunnel(beam.PTransform):
+    """Counts inputs and rejects by ``(step, reason)`` into one summary dict.
+
+    Input: a dict ``{"inputs": PCollection, "rejects": PCollection[Reject]}``.
+    Output: a singleton PCollection of ``{"inputs": n, "dropped": {(step, reason): n},
+    "dead_letters": n}``.
+    """
+
+    def expand(self, pcolls: dict[str, beam.PCollection]) -> beam.PCollection:
+        inputs = pcolls["inputs"] | "CountInputs" >> beam.combiners.Count.Globally()
+        rejects = pcolls["rejects"]
+        dropped = (
+            rejects
+            | "ReasonKey" >> beam.Map(lambda r: ((r.step, r.reason), 1))
+            | "CountReasons" >> beam.CombinePerKey(sum)
+            | "ReasonsToList" >> beam.combiners.ToList()
+        )
+        dead = (
+            rejects
+            | "OnlyDeadLetters" >> beam.Filter(lambda r: r.dead_letter)
+            | "CountDeadLetters" >> beam.combiners.Count.Globally()
+        )
+        return (
+            inputs.pipeline
+            | "FunnelSeed" >> beam.Create([None])
+            | "AssembleFunnel"
+            >> beam.Map(
+                lambda _, n, reasons, n_dead: {
+                    "inputs": n,
+                    "dropped": dict(reasons),
+                    "dead_letters": n_dead,
+                },
+                AsSingleton(inputs),
+                AsSingleton(dropped),
+                AsSingleton(dead),
+            )
+        )

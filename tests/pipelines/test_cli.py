@@ -1,0 +1,72 @@
+"""The `curate` command line: help, config errors, weight refusal, Dataflow translation."""
+
+import pytest
+import yaml
+
+from pipelines.cli import build_parser, main
+
+
+@pytest.mark.parametrize("argv", [[], ["pairs"], ["manifest"], ["manifest", "verify"], ["manifest", "show"], ["demo"]])
+def test_every_command_has_help(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([*argv, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: curate" in out and len(out.splitlines()) > 3
+
+
+def test_print_config_applies_file_overrides_and_flags(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("shards:\n  max_samples: 5\n")
+    code = main([
+        "pairs", "--input", "x", "--output", "y", "--config", str(config),
+        "--set", "filters.image.min_side=150", "--allow-network", "127.0.0.1/32",
+        "--clip-model", "ViT-B-16", "--clip-pretrained", "/models/clip.pt", "--print-config",
+    ])
+    assert code == 0
+    resolved = yaml.safe_load(capsys.readouterr().out)
+    assert resolved["shards"]["max_samples"] == 5
+    assert resolved["filters"]["image"]["min_side"] == 150
+    assert resolved["fetch"]["allow_networks"] == ["127.0.0.1/32"]
+    assert resolved["clip"] == {**resolved["clip"], "model": "ViT-B-16", "pretrained": "/models/clip.pt"}
+
+
+def test_unknown_config_key_is_named(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("fetch:\n  timeout: 3\n")
+    assert main(["pairs", "--input", "x", "--output", "y", "--config", str(config)]) == 2
+    assert "fetch.timeout" in capsys.readouterr().err
+
+
+def test_random_clip_weights_are_refused_unless_asked(tmp_path, capsys):
+    code = main(["pairs", "--input", str(tmp_path / "none-*.parquet"), "--output", str(tmp_path / "o"),
+                 "--clip-model", "ViT-B-32"])
+    assert code == 2
+    assert "--allow-random-weights" in capsys.readouterr().err
+
+
+def test_a_failed_job_exits_nonzero_with_one_line(tmp_path, capsys):
+    code = main(["pairs", "--input", str(tmp_path / "nothing-*.parquet"), "--output", str(tmp_path / "o"),
+                 "--clip-model", "curation-tiny", "--runner=DirectRunner"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.count("curate: job failed") == 1
+
+
+def test_pairs_translates_for_dataflow_offline(monkeypatch, capsys):
+    monkeypatch.setenv("NO_GCE_CHECK", "True")  # no probe of a GCE metadata server
+    code = main([
+        "pairs", "--input", "gs://made-up-bucket/laion/*.parquet", "--output", "gs://made-up-bucket/out",
+        "--clip-model", "ViT-B-32", "--clip-pretrained", "gs://made-up-bucket/clip/vit-b-32.pt",
+        "--runner=DataflowRunner", "--dry_run=True", "--no_auth", "--project=made-up-project", "--region=us-central1",
+        "--temp_location=gs://made-up-bucket/tmp",
+    ])
+    assert code == 0, capsys.readouterr().err
+    assert "translated, not run" in capsys.readouterr().out
+
+
+def test_the_suite_cannot_leave_loopback():
+    import socket
+
+    with socket.socket() as sock, pytest.raises(PermissionError):
+        sock.connect(("10.0.0.1", 80))
