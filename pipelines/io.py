@@ -61,7 +61,8 @@ class ReadParquetRecords(beam.PTransform):
     """Reads every row of every Parquet file matching a glob, in parallel by row group.
 
     Each row becomes ``to_record(row, source)`` (a record or a read-step
-    :class:`Reject`); an unreadable file or row group becomes one dead letter.
+    :class:`Reject`); an unreadable file or row group becomes one dead letter. A
+    glob that matches nothing fails the job: it is almost always a typo.
     """
 
     def __init__(self, pattern: str, to_record: Callable[[dict[str, Any], str], Any]):
@@ -72,7 +73,7 @@ class ReadParquetRecords(beam.PTransform):
     def expand(self, pipeline: beam.Pipeline) -> beam.PCollection:
         return (
             pipeline
-            | "MatchFiles" >> fileio.MatchFiles(self._pattern)
+            | "MatchFiles" >> fileio.MatchFiles(self._pattern, fileio.EmptyMatchTreatment.DISALLOW)
             | "Paths" >> beam.Map(lambda metadata: metadata.path)
             | "RowGroups" >> beam.FlatMap(_row_groups)
             | "SpreadRowGroups" >> beam.Reshuffle()
