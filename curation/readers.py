@@ -6,6 +6,9 @@ filesystems), so they work on local, ``gs://`` and ``s3://`` inputs alike.
 
 from __future__ import annotations
 
+import gzip
+import io
+import json
 import math
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Iterator
@@ -13,7 +16,7 @@ from typing import Any, BinaryIO, Iterator
 import pyarrow.parquet as pq
 
 from curation.ids import content_id
-from curation.records import CaptionPair, Reject
+from curation.records import CaptionPair, Reject, TextDoc
 
 
 @dataclass(frozen=True)
@@ -89,3 +92,64 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
+
+
+@dataclass(frozen=True)
+class TextColumns:
+    """Field names of a text corpus (JSONL objects or Parquet columns).
+
+    Attributes:
+        text: field holding the document text.
+        id: optional field holding the corpus's own id (kept in ``meta``).
+        url: optional field holding the document URL.
+    """
+
+    text: str = "text"
+    id: str = "id"
+    url: str = "url"
+
+
+def decompressed(fileobj: BinaryIO, name: str) -> BinaryIO:
+    """Wraps a file object in a decompressor chosen by the file name (``.gz``, ``.zst``)."""
+    if name.endswith(".gz"):
+        return gzip.GzipFile(fileobj=fileobj)
+    if name.endswith(".zst"):
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(fileobj)
+    return fileobj
+
+
+def iter_jsonl(fileobj: BinaryIO, name: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """Yields ``(line_number, object)`` of a JSON Lines file, plain or compressed.
+
+    A line that is not a JSON object is yielded as its error message (a string)
+    so the caller can turn it into a dead letter; blank lines are skipped.
+    """
+    stream = io.TextIOWrapper(decompressed(fileobj, name), encoding="utf-8", errors="replace")
+    for number, line in enumerate(stream):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as error:
+            yield number, f"invalid JSON: {error}"
+            continue
+        yield number, value if isinstance(value, dict) else f"not a JSON object: {type(value).__name__}"
+
+
+def text_doc_from_row(
+    row: dict[str, Any] | str, source: str, columns: TextColumns = TextColumns()
+) -> TextDoc | Reject:
+    """Builds a :class:`TextDoc` (id = content hash of the text) or a read-step :class:`Reject`."""
+    if isinstance(row, str):
+        return Reject(id=content_id(source), source=source, step="read", reason="invalid_json",
+                      dead_letter=True, detail=row[:500])
+    text = row.get(columns.text)
+    if not isinstance(text, str) or not text.strip():
+        return Reject(id=content_id(source), source=source, step="read", reason="missing_text",
+                      dead_letter=True, detail=f"no text in field '{columns.text}'")
+    url = row.get(columns.url)
+    meta = {"corpus_id": _jsonable(row[columns.id])} if columns.id in row else {}
+    return TextDoc(id=content_id(text), source=source, url=url if isinstance(url, str) else "",
+                   text=text, meta=meta)

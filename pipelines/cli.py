@@ -17,7 +17,7 @@ import yaml
 from apache_beam.io.filesystems import FileSystems
 
 from curation.config import ConfigError, load_config, to_mapping
-from curation.models.clip import RandomWeightsRefused
+from curation.models.clip import ClipSpec, RandomWeightsRefused, announce_random_weights
 from manifests.manifest import load_manifest, verify_manifest
 
 RUNNER_HELP = (
@@ -122,20 +122,11 @@ def pairs_config(args: argparse.Namespace):
     return config
 
 
-def check_clip_weights(spec) -> None:
-    """Refuses random CLIP weights unless asked for, and says loudly when they are used."""
-    if not spec.uses_random_weights():
-        return
-    if not (spec.allow_random_weights or spec.model == "curation-tiny"):
-        raise RandomWeightsRefused(
-            f"no CLIP weights given for {spec.model}: pass --clip-pretrained TAG_OR_PATH "
-            "or --allow-random-weights"
-        )
-    print(
-        f"WARNING: CLIP model {spec.model} runs with RANDOM weights (random-init): "
-        "CLIP scores are meaningless and the manifest says so.",
-        file=sys.stderr,
-    )
+def check_clip_weights(spec: ClipSpec) -> None:
+    """Refuses random CLIP weights unless asked for, before any worker starts; says so when used."""
+    spec.check_weights()
+    if spec.uses_random_weights():
+        announce_random_weights(spec)
 
 
 def format_funnel(manifest: dict) -> str:

@@ -92,6 +92,19 @@ class ClipSpec:
     def uses_random_weights(self) -> bool:
         return self.pretrained is None
 
+    def check_weights(self) -> None:
+        """Refuses random weights unless asked for (or the tiny test config is named).
+
+        Raises:
+            RandomWeightsRefused: ``pretrained`` is None and random weights were not allowed.
+        """
+        if self.uses_random_weights() and not (self.allow_random_weights or self.model == TINY_CONFIG_NAME):
+            raise RandomWeightsRefused(
+                f"CLIP model {self.model} has no weights: pass --clip-pretrained TAG_OR_PATH "
+                "(an open_clip tag or a checkpoint path), or --allow-random-weights to run "
+                "with meaningless random weights"
+            )
+
     def weights_source(self) -> str:
         """``random-init``, ``open_clip:<tag>`` or ``checkpoint:<path>``."""
         if self.pretrained is None:
@@ -161,7 +174,8 @@ def _local_checkpoint(path: str, opener: Opener | None) -> Iterator[str]:
         os.unlink(local)
 
 
-def _announce_random_weights(spec: ClipSpec) -> None:
+def announce_random_weights(spec: ClipSpec) -> None:
+    """Says loudly, in the log and on stderr, that ``spec`` runs with random weights."""
     message = (
         f"WARNING: CLIP model {spec.model} is running with RANDOM weights (random-init): "
         "scores are meaningless"
@@ -224,13 +238,8 @@ class ClipModel:
 
         if spec.model == TINY_CONFIG_NAME:
             register_tiny_config()
+        spec.check_weights()
         random_weights = spec.uses_random_weights()
-        if random_weights and not (spec.allow_random_weights or spec.model == TINY_CONFIG_NAME):
-            raise RandomWeightsRefused(
-                f"CLIP model {spec.model} has no weights: pass --clip-pretrained TAG_OR_PATH "
-                "(an open_clip tag or a checkpoint path), or --allow-random-weights to run "
-                "with meaningless random weights"
-            )
         device = resolve_device(spec.device)
         precision = resolve_precision(spec.precision, device)
 
@@ -246,7 +255,7 @@ class ClipModel:
         else:
             model, _, preprocess = create(spec.pretrained)
         if random_weights:
-            _announce_random_weights(spec)
+            announce_random_weights(spec)
         model = model.to(device).eval()
         tokenizer = open_clip.get_tokenizer(spec.model)
         logger.info(

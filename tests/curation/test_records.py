@@ -65,3 +65,24 @@ def test_parquet_reader_by_row_group_and_columns(tmp_path):
     assert isinstance(built[1], Reject) and built[1].reason == "missing_url" and built[1].dead_letter
     missing = pair_from_row({"URL": "http://a"}, "in#0")
     assert missing.reason == "missing_column" and "TEXT" in missing.detail
+
+
+def test_jsonl_reader_plain_gzip_zstd_and_bad_lines():
+    import gzip
+    import io
+
+    import zstandard
+
+    from curation.readers import TextColumns, iter_jsonl, text_doc_from_row
+
+    lines = b'{"text": "alpha doc", "id": 7, "url": "http://x"}\n\nnot json\n[1, 2]\n{"body": "no text"}\n'
+    for name, data in [("a.jsonl", lines), ("a.jsonl.gz", gzip.compress(lines)),
+                       ("a.jsonl.zst", zstandard.ZstdCompressor().compress(lines))]:
+        rows = list(iter_jsonl(io.BytesIO(data), name))
+        assert [n for n, _ in rows] == [0, 2, 3, 4]
+        docs = [text_doc_from_row(row, f"{name}#{n}") for n, row in rows]
+        assert docs[0].text == "alpha doc" and docs[0].url == "http://x" and docs[0].meta == {"corpus_id": 7}
+        assert docs[0].id == content_id("alpha doc")
+        assert [d.reason for d in docs[1:]] == ["invalid_json", "invalid_json", "missing_text"]
+    custom = text_doc_from_row({"body": "b"}, "s", TextColumns(text="body"))
+    assert custom.text == "b"
