@@ -105,28 +105,10 @@ def _load(cls: type[TextTokenizer], spec: str) -> TextTokenizer:
 
 
 def _clip_bpe_counter() -> Callable[[str], int]:
-    """Counts like ``len(SimpleTokenizer().encode(text))``, within bounded time and memory.
+    """Counts like ``len(SimpleTokenizer().encode(text))`` without importing torch."""
+    from curation.clip_bpe import ClipBpe
 
-    ``encode`` is quadratic in the length of a pre-token and caches every
-    pre-token it sees; here pre-tokens longer than 128 bytes (never words) are
-    counted in 128-byte pieces and the cache is reset when it grows large.
-    """
-    from open_clip.tokenizer import SimpleTokenizer
-
-    tokenizer = SimpleTokenizer()
-    initial_cache = dict(tokenizer.cache)
-
-    def count(text: str) -> int:
-        if len(tokenizer.cache) > _BPE_CACHE_LIMIT:
-            tokenizer.cache = dict(initial_cache)
-        total = 0
-        for piece in tokenizer.pat.findall(tokenizer.clean_fn(text)):
-            symbols = "".join(tokenizer.byte_encoder[b] for b in piece.encode("utf-8"))
-            for start in range(0, len(symbols), _MAX_BPE_WORD):
-                total += tokenizer.bpe(symbols[start : start + _MAX_BPE_WORD]).count(" ") + 1
-        return total
-
-    return count
+    return ClipBpe(max_word=_MAX_BPE_WORD, cache_limit=_BPE_CACHE_LIMIT).count
 
 
 def _huggingface_counter(spec: str) -> Callable[[str], int]:
