@@ -1,7 +1,8 @@
 """Beam model handlers: wrap the pure model handles of ``curation.models`` for RunInference.
 
 A handler holds only a spec; ``load_model`` runs on the worker, and RunInference
-keeps one loaded model per worker process.
+keeps one loaded model per worker process. Importing this module imports torch
+(through Beam's RunInference), so pipelines import it only when a model runs.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ import dataclasses
 import io
 from typing import Any, Iterable, Sequence
 
+import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.ml.inference.base import ModelHandler
+from apache_beam.ml.inference.base import ModelHandler, RunInference
 from PIL import Image
 
 from curation.models.clip import ClipModel, ClipSpec
-from curation.records import CaptionPair, ImageData
+from curation.records import CaptionPair, ImageData, Reject, reject
 from filters.clip_score import SCORE_KEY
+from pipelines.transforms import Split, count_drop
 
 SCORE_DECIMALS = 4  # scores are rounded so batching differences between runners cannot leak into shards
 
@@ -50,3 +53,31 @@ class ClipScoreHandler(ModelHandler[CaptionPair, CaptionPair, ClipModel]):
 
     def get_metrics_namespace(self) -> str:
         return "curation.clip"
+
+
+def _failed_batch_rejects(failure: tuple[Any, Any], step: str) -> Iterable[Reject]:
+    batch, error = failure
+    for record in batch if isinstance(batch, (list, tuple)) else [batch]:
+        count_drop(step, "model_error")
+        yield reject(record, step, "model_error", dead_letter=True, detail=repr(error)[:500])
+
+
+class RunModel(beam.PTransform):
+    """Runs a Beam ``ModelHandler`` over batches; failed batches become dead letters.
+
+    The handler loads its model once per worker process (RunInference shares it
+    across the process's threads) and returns the records it was given, with
+    their ``stats`` updated.
+    """
+
+    def __init__(self, handler: ModelHandler, step: str):
+        super().__init__()
+        self._handler = handler
+        self._step = step
+
+    def expand(self, records: beam.PCollection) -> Split:
+        scored, failures = records | "Infer" >> RunInference(self._handler).with_exception_handling()
+        rejects = failures.failed_inferences | "FailedBatches" >> beam.FlatMap(
+            _failed_batch_rejects, self._step
+        )
+        return Split(scored, rejects)

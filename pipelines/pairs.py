@@ -27,8 +27,7 @@ from filters.clip_score import SCORE_KEY, ClipScoreFilter
 from filters.image_quality import ImageQualityFilter
 from manifests.samples import caption_pair_sample
 from pipelines.io import ManifestHeader, ReadParquetRecords, WriteManifest, WriteRejects, WriteShards, split_rejects
-from pipelines.models import ClipScoreHandler
-from pipelines.transforms import REJECTS, ApplyFilter, CountFunnel, RunModel, count_drop
+from pipelines.transforms import REJECTS, ApplyFilter, CountFunnel, count_drop
 
 STEPS = ("read", "caption", "dedup", "fetch", "decode", "image_quality", "clip_score")
 QUANTILE_RESOLUTION = 1000  # the corpus quantile of the CLIP filter is resolved to 0.1%
@@ -167,6 +166,8 @@ def _resolve_clip_filter(quantiles: list[float], filt: ClipScoreFilter) -> ClipS
 
 
 def _score_and_filter_clip(records: beam.PCollection, config: PairsConfig) -> tuple[beam.PCollection, list]:
+    from pipelines.models import ClipScoreHandler, RunModel  # imports torch: only when CLIP runs
+
     scored = records | "ClipScore" >> RunModel(ClipScoreHandler(config.clip), step="clip_score")
     clip_filter = config.filters.clip
     resolved = None

@@ -1,4 +1,4 @@
-"""Shared Beam transforms: apply a filter, run a model, count the funnel.
+"""Shared Beam transforms: apply a filter, count the funnel.
 
 Every step that can drop or fail a record emits :class:`curation.records.Reject`
 rows on a ``rejects`` output instead of raising, so a bad record never fails the
@@ -12,10 +12,9 @@ from typing import Any, Iterable, NamedTuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.ml.inference.base import ModelHandler, RunInference
 from apache_beam.pvalue import AsSingleton, TaggedOutput
 
-from curation.records import Reject, reject
+from curation.records import reject
 from filters.base import Filter
 
 METRICS_NAMESPACE = "curation"
@@ -81,34 +80,6 @@ class ApplyFilter(beam.PTransform):
             REJECTS, main="kept"
         )
         return Split(outputs.kept, outputs[REJECTS])
-
-
-def _failed_batch_rejects(failure: tuple[Any, Any], step: str) -> Iterable[Reject]:
-    batch, error = failure
-    for record in batch if isinstance(batch, (list, tuple)) else [batch]:
-        count_drop(step, "model_error")
-        yield reject(record, step, "model_error", dead_letter=True, detail=repr(error)[:500])
-
-
-class RunModel(beam.PTransform):
-    """Runs a Beam ``ModelHandler`` over batches; failed batches become dead letters.
-
-    The handler loads its model once per worker process (RunInference shares it
-    across the process's threads) and returns the records it was given, with
-    their ``stats`` updated.
-    """
-
-    def __init__(self, handler: ModelHandler, step: str):
-        super().__init__()
-        self._handler = handler
-        self._step = step
-
-    def expand(self, records: beam.PCollection) -> Split:
-        scored, failures = records | "Infer" >> RunInference(self._handler).with_exception_handling()
-        rejects = failures.failed_inferences | "FailedBatches" >> beam.FlatMap(
-            _failed_batch_rejects, self._step
-        )
-        return Split(scored, rejects)
 
 
 class CountFunnel(beam.PTransform):
