@@ -1,0 +1,265 @@
+import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import datasketch
+import numpy as np
+import pytest
+
+from curation.minhash import (
+    MinHashSettings,
+    band_keys,
+    duplicates_in_bucket,
+    estimated_jaccard,
+    normalize_for_dedup,
+    shingles,
+    signature,
+)
+
+SETTINGS = MinHashSettings()
+REPO = Path(__file__).resolve().parents[2]
+PRIME = (1 << 61) - 1
+MASK64 = (1 << 64) - 1
+
+
+def _vocabulary(seed: int = 0, size: int = 3000) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    return np.array(sorted({"".join(rng.choice(letters, size=rng.integers(3, 10))) for _ in range(size)}))
+
+
+VOCAB = _vocabulary()
+
+
+def _document(rng: np.random.Generator, words: int) -> list[str]:
+    return rng.choice(VOCAB, size=words).tolist()
+
+
+def _edited(words: list[str], rng: np.random.Generator, runs: int, run_length: int = 10) -> list[str]:
+    """A copy with ``runs`` non-overlapping runs of words replaced, each followed by an intact stretch."""
+    out = list(words)
+    slots = rng.choice(len(words) // (2 * run_length), size=runs, replace=False)
+    for slot in slots:
+        start = int(slot) * 2 * run_length
+        out[start : start + run_length] = rng.choice(VOCAB, size=run_length).tolist()
+    return out
+
+
+def _true_jaccard(a: list[str], b: list[str], n: int = SETTINGS.ngram) -> float:
+    grams_a = {tuple(a[i : i + n]) for i in range(len(a) - n + 1)}
+    grams_b = {tuple(b[i : i + n]) for i in range(len(b) - n + 1)}
+    return len(grams_a & grams_b) / len(grams_a | grams_b)
+
+
+def _fmix64(h: int) -> int:
+    h ^= h >> 33
+    h = (h * 0xFF51AFD7ED558CCD) & MASK64
+    h ^= h >> 33
+    h = (h * 0xC4CEB93FE53A87CB) & MASK64
+    return h ^ (h >> 33)
+
+
+def _reference_shingles(text: str, n: int) -> list[int]:
+    """The documented shingle hash, in plain Python integers."""
+    words = normalize_for_dedup(text).split()
+    n = min(n, len(words))
+    hashes = set()
+    for i in range(len(words) - n + 1):
+        data = " ".join(words[i : i + n]).encode()
+        poly = sum((byte + 1) * pow(0x9E3779B97F4A7C15, j, 1 << 64) for j, byte in enumerate(data))
+        hashes.add(_fmix64(poly & MASK64))
+    return sorted(hashes)
+
+
+def test_normalize_folds_case_unicode_forms_punctuation_and_space():
+    assert normalize_for_dedup("  Héllo,\tWORLD!!  ｆｕｌｌ—width and/or «quoted» $5 ") == (
+        "héllo world full width and or quoted $5"
+    )
+    assert normalize_for_dedup("ﬁne\u00a0\n day…") == "fine day"
+    assert normalize_for_dedup(" ,.;!? ") == ""
+
+
+def test_shingles_follow_the_documented_hash():
+    for text in ["Héllo, wörld! 世界 is big and very round today", "one two", "x", "a b c d e"]:
+        assert [int(h) for h in shingles(text, 5)] == _reference_shingles(text, 5)
+    assert shingles("a b c d e f", 5).size == 2
+    assert shingles("a b c d e f", 5).dtype == np.uint64
+    assert shingles("b a c d e f", 5).tolist() != shingles("a b c d e f", 5).tolist()  # word order matters
+
+
+def test_empty_and_short_texts():
+    assert shingles("", 5).size == 0
+    assert shingles(" ... ", 5).size == 0
+    empty = signature("")
+    assert empty.shape == (SETTINGS.num_perm,) and np.all(empty == np.iinfo(np.uint32).max)
+    assert estimated_jaccard(empty, signature("!?")) == 1.0
+    short = signature("Hello, world")
+    assert shingles("Hello, world", 5).size == 1
+    assert np.array_equal(short, signature("hello world"))
+    assert estimated_jaccard(short, signature("hello there")) < 0.1
+    assert estimated_jaccard(short, empty) < 0.1
+
+
+def test_signature_is_minhash_modulo_the_mersenne_prime():
+    """Exact big-integer reference, with the permutations drawn as datasketch draws them."""
+    text = " ".join(_document(np.random.default_rng(1), 60))
+    gen = np.random.RandomState(SETTINGS.seed)
+    permutations = [
+        (int(gen.randint(1, PRIME, dtype=np.uint64)), int(gen.randint(0, PRIME, dtype=np.uint64)))
+        for _ in range(SETTINGS.num_perm)
+    ]
+    xs = [int(h) >> 32 for h in shingles(text, SETTINGS.ngram)]
+    expected = [min((a * x + b) % PRIME for x in xs) & 0xFFFFFFFF for a, b in permutations]
+    sig = signature(text)
+    assert sig.dtype == np.uint32
+    assert sig.tolist() == expected
+
+
+def test_signatures_are_the_same_in_other_processes():
+    text = "Déjà vu: the same words, hashed in another process! " * 5
+    code = (
+        "import sys\n"
+        "from curation.minhash import MinHashSettings, band_keys, signature\n"
+        "sig = signature(sys.argv[1])\n"
+        "print(sig.tobytes().hex(), b''.join(band_keys(sig, MinHashSettings())).hex())\n"
+    )
+    sig = signature(text)
+    expected = f"{sig.tobytes().hex()} {b''.join(band_keys(sig, SETTINGS)).hex()}"
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(REPO)}
+        result = subprocess.run(
+            [sys.executable, "-c", code, text], env=env, cwd=REPO, capture_output=True, text=True, check=True
+        )
+        assert result.stdout.strip() == expected
+
+
+def test_exact_copies_agree_everywhere():
+    words = _document(np.random.default_rng(2), 300)
+    text = " ".join(words)
+    variant = "  " + ", ".join(w.upper() for w in words) + "!!"
+    a, b = signature(text), signature(variant)
+    assert estimated_jaccard(a, b) == 1.0
+    assert band_keys(a, SETTINGS) == band_keys(b, SETTINGS)
+
+
+def test_near_copies_collide_and_verify():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        words = _document(rng, 400)
+        near = _edited(words, rng, runs=2)  # 5% of the words, in two runs
+        assert sum(x != y for x, y in zip(words, near)) >= 18
+        assert _true_jaccard(words, near) >= 0.85
+        a, b = signature(" ".join(words)), signature(" ".join(near))
+        assert set(band_keys(a, SETTINGS)) & set(band_keys(b, SETTINGS))
+        assert duplicates_in_bucket([("near", b), ("base", a)], SETTINGS.threshold) == [("near", "base")]
+
+
+def test_far_pairs_never_verify():
+    rng = np.random.default_rng(4)
+    pairs = []
+    for i in range(200):
+        words = _document(rng, 400)
+        other = _document(rng, 400) if i % 2 else _edited(words, rng, runs=int(rng.integers(10, 17)))
+        assert _true_jaccard(words, other) < 0.5
+        pairs.append((signature(" ".join(words)), signature(" ".join(other))))
+    edited_estimates = [estimated_jaccard(a, b) for a, b in pairs[::2]]
+    assert 0.2 < np.mean(edited_estimates) < 0.5  # the edited half is genuinely similar, just not enough
+    for a, b in pairs:
+        assert estimated_jaccard(a, b) < SETTINGS.threshold
+        assert duplicates_in_bucket([("x", a), ("y", b)], SETTINGS.threshold) == []
+
+
+def test_estimates_agree_with_datasketch_and_the_true_jaccard():
+    rng = np.random.default_rng(5)
+    mine_errors, datasketch_errors = [], []
+    for runs in list(range(0, 15)) * 2:
+        a_text = " ".join(words := _document(rng, 300))
+        b_text = " ".join(_edited(words, rng, runs=runs))
+        a_set, b_set = shingles(a_text, 5), shingles(b_text, 5)
+        true = len(np.intersect1d(a_set, b_set)) / len(np.union1d(a_set, b_set))
+        sketches = []
+        for hashes in (a_set, b_set):
+            sketch = datasketch.MinHash(num_perm=SETTINGS.num_perm, seed=SETTINGS.seed)
+            sketch.update_batch([int(h).to_bytes(8, "little") for h in hashes])
+            sketches.append(sketch)
+        mine_errors.append(estimated_jaccard(signature(a_text), signature(b_text)) - true)
+        datasketch_errors.append(sketches[0].jaccard(sketches[1]) - true)
+    for errors in (mine_errors, datasketch_errors):
+        assert max(abs(e) for e in errors) <= 0.15
+        assert np.mean(np.abs(errors)) <= 0.05
+        assert abs(np.mean(errors)) <= 0.03
+
+
+def _sig_pair(matching: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two signatures that agree in exactly ``matching`` positions."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 2**32, size=SETTINGS.num_perm, dtype=np.uint32)
+    b = a.copy()
+    b[matching:] ^= 1
+    return a, b
+
+
+def test_duplicates_in_bucket_keeps_the_smallest_id_in_any_order():
+    base, near = _sig_pair(100, 0)
+    members = [("b", near), ("a", base), ("c", base.copy())]
+    expected = [("b", "a"), ("c", "a")]
+    for order in itertools.permutations(members):
+        assert duplicates_in_bucket(list(order), 0.7) == expected
+    assert duplicates_in_bucket(members[:1], 0.7) == []
+    assert duplicates_in_bucket([], 0.7) == []
+    assert duplicates_in_bucket(members + [("a", base)], 0.7) == expected  # a repeated id counts once
+
+
+def test_duplicates_in_bucket_compares_against_kept_members_only():
+    n = SETTINGS.num_perm
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 2**32, size=n, dtype=np.uint32)
+    b, c = a.copy(), a.copy()
+    b[: n // 5] ^= 1  # a ~ b: 0.8
+    c[: n // 5] ^= 1
+    c[n // 5 : 2 * n // 5] ^= 2  # b ~ c: 0.8, a ~ c: 0.6
+    assert duplicates_in_bucket([("c", c), ("b", b), ("a", a)], 0.7) == [("b", "a")]
+    # A member matching two kept members is a duplicate of the smaller one.
+    d = a.copy()
+    d[n // 2 :] ^= 4  # d vs a: 0.5, so d is kept
+    e = a.copy()
+    e[n // 2 : n // 2 + n // 8] ^= 4  # e ~ a: 0.875, e ~ d: 0.625
+    assert duplicates_in_bucket([("e", e), ("d", d), ("a", a)], 0.6) == [("e", "a")]
+
+
+def test_threshold_is_inclusive():
+    a, b = _sig_pair(84, 2)  # 84 / 112 = 0.75 exactly
+    assert estimated_jaccard(a, b) == 0.75
+    assert duplicates_in_bucket([("1", a), ("2", b)], 0.75) == [("2", "1")]
+    assert duplicates_in_bucket([("1", a), ("2", b)], 0.76) == []
+
+
+def test_band_keys_one_per_band_and_bands_never_collide():
+    sig = np.zeros(SETTINGS.num_perm, dtype=np.uint32)  # every band has the same rows
+    keys = band_keys(sig, SETTINGS)
+    assert len(keys) == SETTINGS.bands
+    assert len(set(keys)) == SETTINGS.bands
+    assert all(len(k) == 9 and k[0] == i for i, k in enumerate(keys))
+    other = sig.copy()
+    other[SETTINGS.rows] = 1  # changes band 1 only
+    changed = [x != y for x, y in zip(keys, band_keys(other, SETTINGS))]
+    assert changed == [i == 1 for i in range(SETTINGS.bands)]
+    custom = MinHashSettings(bands=4, rows=3)
+    assert len(band_keys(signature("some words here and more words", custom), custom)) == 4
+    with pytest.raises(ValueError):
+        band_keys(sig, custom)
+
+
+def test_settings_and_shapes_are_validated():
+    with pytest.raises(ValueError):
+        MinHashSettings(bands=300)
+    with pytest.raises(ValueError):
+        MinHashSettings(threshold=1.5)
+    with pytest.raises(ValueError):
+        MinHashSettings(ngram=0)
+    with pytest.raises(ValueError):
+        estimated_jaccard(np.zeros(3, np.uint32), np.zeros(4, np.uint32))
+    assert signature("a b c", MinHashSettings(bands=2, rows=5, seed=7)).shape == (10,)
+    assert not np.array_equal(signature("a b c", MinHashSettings(seed=2)), signature("a b c"))
