@@ -148,6 +148,7 @@ def build_manifest(
     package_version: str,
     created_at: str | None = None,
     extra: Mapping[str, Any] | None = None,
+    packed_records: int | None = None,
 ) -> dict[str, Any]:
     """Builds a manifest and checks it with :func:`validate_manifest`.
 
@@ -158,11 +159,15 @@ def build_manifest(
             and ``weights`` (a path, or ``"random-init"``).
         shards: the written shards; stored sorted by path.
         funnel: the funnel, e.g. from :func:`build_funnel`; its last step's
-            ``out`` must equal the number of samples in the shards.
+            ``out`` must equal the number of samples in the shards, or
+            ``packed_records`` when given.
         dead_letters: the number of records that failed (unreadable, unfetchable...).
         package_version: the version of this package that wrote the dataset.
         created_at: ISO-8601 UTC timestamp; now when omitted.
         extra: any further JSON-serialisable facts, stored under ``"extra"``.
+        packed_records: for datasets whose samples pack several records (e.g.
+            documents packed into training sequences), the number of records the
+            shards hold; the funnel counts records, the totals count samples.
 
     Raises:
         ValueError: when the result would not be a valid manifest.
@@ -184,6 +189,8 @@ def build_manifest(
     }
     if extra is not None:
         manifest["extra"] = json.loads(canonical_json(extra))
+    if packed_records is not None:
+        manifest["packed_records"] = packed_records
     problems = validate_manifest(manifest)
     if problems:
         raise ValueError("invalid manifest: " + "; ".join(problems))
@@ -429,9 +436,12 @@ def _check_funnel(manifest: Mapping[str, Any]) -> list[str]:
     if len(set(hashable)) != len(hashable):
         problems.append("funnel step names repeat")
     totals = manifest.get("totals")
-    samples = totals.get("samples") if isinstance(totals, Mapping) else None
+    if "packed_records" in manifest:
+        label, samples = "packed_records", manifest["packed_records"]
+    else:
+        label, samples = "totals.samples", totals.get("samples") if isinstance(totals, Mapping) else None
     if previous_out is not None and _is_count(samples) and previous_out != samples:
-        problems.append(f"last funnel step's out ({previous_out}) != totals.samples ({samples})")
+        problems.append(f"last funnel step's out ({previous_out}) != {label} ({samples})")
     return problems
 
 

@@ -317,3 +317,20 @@ def test_verify_reports_an_unreadable_or_inconsistent_manifest(tmp_path, good_ma
     (tmp_path / "manifest.json").write_bytes(dump_manifest(broken))
     problems = verify_manifest(str(tmp_path / "manifest.json"))
     assert any("totals.samples is 99" in p for p in problems)
+
+
+def test_packed_datasets_count_records_in_the_funnel():
+    from manifests.manifest import build_funnel, build_manifest, validate_manifest
+    from manifests.shards import ShardInfo
+
+    shard = ShardInfo(path="shards/t-00000-00000.tar", sha256="0" * 64, bytes=1024, samples=2,
+                      text_tokens=100, visual_tokens=0)
+    funnel = build_funnel(["read", "pack"], 5, {("read", "bad"): 1})
+    manifest = build_manifest(dataset="t", config={}, models=[], shards=[shard], funnel=funnel,
+                              dead_letters=1, package_version="0", packed_records=4)
+    assert manifest["packed_records"] == 4 and validate_manifest(manifest) == []
+    manifest["packed_records"] = 3
+    assert any("packed_records" in p for p in validate_manifest(manifest))
+    with pytest.raises(ValueError):
+        build_manifest(dataset="t", config={}, models=[], shards=[shard], funnel=funnel,
+                       dead_letters=1, package_version="0")
