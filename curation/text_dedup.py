@@ -14,7 +14,6 @@ from typing import Iterable
 from curation.ids import content_id
 
 _SPACE = re.compile(r"\s+")
-_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
 
 def normalize_exact(text: str) -> str:
@@ -28,8 +27,12 @@ def exact_key(text: str) -> str:
 
 
 def split_paragraphs(text: str) -> list[str]:
-    """Paragraphs: blocks separated by blank lines, stripped, empty ones left out."""
-    return [p.strip() for p in _PARAGRAPH_BREAK.split(text) if p.strip()]
+    """Paragraphs as CCNet defines them for dedup: non-empty lines, stripped.
+
+    Web text extracted from HTML (and text after C4 line cleaning) keeps one
+    paragraph per line, so a line is the unit that repeats across documents.
+    """
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def paragraph_key(paragraph: str) -> str:
@@ -54,5 +57,5 @@ def paragraph_losers(doc_ids: Iterable[str], min_docs: int) -> list[str]:
 
 
 def drop_paragraphs(text: str, keys: set[str]) -> str:
-    """The text without the paragraphs whose key is in ``keys`` (paragraphs rejoined by a blank line)."""
-    return "\n\n".join(p for p in split_paragraphs(text) if paragraph_key(p) not in keys)
+    """The text without the paragraphs whose key is in ``keys`` (the rest rejoined by newlines)."""
+    return "\n".join(p for p in split_paragraphs(text) if paragraph_key(p) not in keys)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from curation.records import CaptionPair
+from curation.ids import content_id
+from curation.records import CaptionPair, TextDoc
 from curation.tokens import TextTokenizer, visual_tokens
 from manifests.shards import Sample
 
@@ -40,4 +41,44 @@ def caption_pair_sample(record: CaptionPair, tokenizer: TextTokenizer, resolutio
         },
         text_tokens=tokenizer.count(record.text),
         visual_tokens=visual_tokens(image.width, image.height, resolution),
+    )
+
+
+def packed_sequence_sample(
+    pieces: list[tuple[TextDoc, int, int, int]], sep_tokens: int, separator: str = "\n\n"
+) -> Sample:
+    """A packed training sequence as ``<key>.txt`` (the pieces joined) and ``<key>.json``.
+
+    Args:
+        pieces: ``(doc, start_token, end_token, doc_tokens)`` in sequence order. A
+            piece that is a whole document holds its full text; a piece of a
+            document longer than a sequence holds the character span proportional
+            to its token span (the trainer re-tokenises the text anyway).
+        sep_tokens: separator tokens counted after each piece.
+        separator: the text written between pieces.
+
+    The JSON lists the distinct document ids in order (``documents``) and every
+    piece with its token span; ``text_tokens`` counts pieces plus separators.
+    """
+    texts, rows = [], []
+    for doc, start, end, total in pieces:
+        if (start, end) == (0, total):
+            texts.append(doc.text)
+        else:
+            texts.append(doc.text[round(len(doc.text) * start / total) : round(len(doc.text) * end / total)])
+        rows.append({"id": doc.id, "source": doc.source, "url": doc.url, "start_token": start,
+                     "end_token": end, "doc_tokens": total})
+    text_tokens = sum(end - start + sep_tokens for _, start, end, _ in pieces)
+    info = {
+        "documents": list(dict.fromkeys(row["id"] for row in rows)),
+        "pieces": rows,
+        "text_tokens": text_tokens,
+    }
+    return Sample(
+        key=content_id(*(f"{row['id']}:{row['start_token']}:{row['end_token']}" for row in rows)),
+        fields={
+            "txt": separator.join(texts).encode("utf-8"),
+            "json": json.dumps(info, sort_keys=True, ensure_ascii=False).encode("utf-8"),
+        },
+        text_tokens=text_tokens,
     )

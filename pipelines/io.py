@@ -158,7 +158,14 @@ class ManifestHeader:
     steps: tuple[str, ...]
 
 
-def _write_manifest(_: Any, shards: Sequence[ShardInfo], counts: dict[str, Any], header: ManifestHeader, path: str) -> str:
+def _write_manifest(
+    _: Any,
+    shards: Sequence[ShardInfo],
+    counts: dict[str, Any],
+    header: ManifestHeader,
+    path: str,
+    packed_records: int | None = None,
+) -> str:
     funnel = build_funnel(header.steps, counts["inputs"], counts["dropped"])
     manifest = build_manifest(
         dataset=header.dataset,
@@ -168,6 +175,7 @@ def _write_manifest(_: Any, shards: Sequence[ShardInfo], counts: dict[str, Any],
         funnel=funnel,
         dead_letters=counts["dead_letters"],
         package_version=curation.__version__,
+        packed_records=packed_records,
     )
     with FileSystems.create(path + ".inprogress") as handle:
         handle.write(dump_manifest(manifest))
@@ -177,7 +185,11 @@ def _write_manifest(_: Any, shards: Sequence[ShardInfo], counts: dict[str, Any],
 
 
 class WriteManifest(beam.PTransform):
-    """Writes ``DIR/manifest.json`` once the shards and the funnel counts are known."""
+    """Writes ``DIR/manifest.json`` once the shards and the funnel counts are known.
+
+    Input: ``{"shards": ShardInfos, "counts": the CountFunnel summary}``, plus
+    ``"packed_records"`` (a singleton count) when each sample packs several records.
+    """
 
     def __init__(self, output_dir: str, header: ManifestHeader):
         super().__init__()
@@ -185,6 +197,7 @@ class WriteManifest(beam.PTransform):
         self._header = header
 
     def expand(self, pcolls: dict[str, beam.PCollection]) -> beam.PCollection:
+        packed = [AsSingleton(pcolls["packed_records"])] if "packed_records" in pcolls else []
         return (
             pcolls["shards"].pipeline
             | "ManifestSeed" >> beam.Create([None])
@@ -195,6 +208,7 @@ class WriteManifest(beam.PTransform):
                 AsSingleton(pcolls["counts"]),
                 self._header,
                 self._path,
+                *packed,
             )
         )
 

@@ -17,7 +17,8 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 from PIL import Image
 
 from curation.models.clip import ClipModel, ClipSpec
-from curation.records import CaptionPair, ImageData, Reject, reject
+from curation.models.embedder import Embedder, EmbedderSpec
+from curation.records import CaptionPair, ImageData, Reject, TextDoc, reject
 from filters.clip_score import SCORE_KEY
 from pipelines.transforms import Split, count_drop
 
@@ -53,6 +54,25 @@ class ClipScoreHandler(ModelHandler[CaptionPair, CaptionPair, ClipModel]):
 
     def get_metrics_namespace(self) -> str:
         return "curation.clip"
+
+
+class EmbedHandler(ModelHandler[TextDoc, tuple[TextDoc, Any], Embedder]):
+    """Embeds documents with a sentence embedder; yields ``(doc, float32 vector)``."""
+
+    def __init__(self, spec: EmbedderSpec):
+        super().__init__(min_batch_size=1, max_batch_size=spec.batch_size)
+        self._spec = spec
+
+    def load_model(self) -> Embedder:
+        return Embedder.load(self._spec)
+
+    def run_inference(
+        self, batch: Sequence[TextDoc], model: Embedder, inference_args: dict[str, Any] | None = None
+    ) -> Iterable[tuple[TextDoc, Any]]:
+        return zip(batch, model.embed([doc.text for doc in batch]))
+
+    def get_metrics_namespace(self) -> str:
+        return "curation.embed"
 
 
 def _failed_batch_rejects(failure: tuple[Any, Any], step: str) -> Iterable[Reject]:
