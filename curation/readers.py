@@ -110,13 +110,17 @@ class TextColumns:
 
 
 def decompressed(fileobj: BinaryIO, name: str) -> BinaryIO:
-    """Wraps a file object in a decompressor chosen by the file name (``.gz``, ``.zst``)."""
-    if name.endswith(".gz"):
-        return gzip.GzipFile(fileobj=fileobj)
-    if name.endswith(".zst"):
+    """Wraps a file object in a decompressor chosen by the file name (``.gz``, ``.zst``).
+
+    The caller's file object stays open when the wrapper is closed.
+    """
+    lowered = name.lower()
+    if lowered.endswith((".gz", ".gzip")):
+        return gzip.GzipFile(fileobj=fileobj, mode="rb")
+    if lowered.endswith((".zst", ".zstd")):
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(fileobj)
+        return zstandard.ZstdDecompressor().stream_reader(fileobj, closefd=False)
     return fileobj
 
 

@@ -18,7 +18,6 @@ their sizes, so 0.5 is a roughly neutral threshold.
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import io
 import json
 import math
@@ -30,6 +29,7 @@ from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 
+from curation.readers import decompressed
 from filters.base import Filter
 
 FORMAT = "curation.quality_model.hashed_ngram_logreg"
@@ -285,7 +285,7 @@ def read_training_texts(fileobj: BinaryIO, name: str, text_field: str = "text") 
             f"{name}: unknown training file type; expected one of {JSONL_SUFFIXES + TEXT_SUFFIXES}, "
             f"optionally followed by one of {GZIP_SUFFIXES + ZSTD_SUFFIXES}"
         )
-    text = io.TextIOWrapper(_decompressed(fileobj, compression), encoding="utf-8", errors="replace")
+    text = io.TextIOWrapper(decompressed(fileobj, lowered), encoding="utf-8", errors="replace")
     try:
         if base.endswith(JSONL_SUFFIXES):
             yield from _jsonl_texts(text, name, text_field)
@@ -293,16 +293,6 @@ def read_training_texts(fileobj: BinaryIO, name: str, text_field: str = "text") 
             yield from _blank_line_blocks(text)
     finally:
         text.detach()
-
-
-def _decompressed(fileobj: BinaryIO, compression: str) -> BinaryIO:
-    if compression in GZIP_SUFFIXES:
-        return gzip.GzipFile(fileobj=fileobj, mode="rb")
-    if compression in ZSTD_SUFFIXES:
-        import zstandard
-
-        return zstandard.ZstdDecompressor().stream_reader(fileobj, closefd=False)
-    return fileobj
 
 
 def _jsonl_texts(lines: Iterable[str], name: str, text_field: str) -> Iterator[str]:
