@@ -28,9 +28,10 @@ $(IMG2DATASET_VENV)/bin/python:
 	$(PYTHON) -m venv $(IMG2DATASET_VENV)
 	$(IMG2DATASET_VENV)/bin/pip install img2dataset
 
-bench: install-demo $(IMG2DATASET_VENV)/bin/python
+bench: install-test $(IMG2DATASET_VENV)/bin/python
 	$(BIN)/python bench/bench_pairs.py --img2dataset-python $(IMG2DATASET_VENV)/bin/python
 	$(BIN)/python bench/bench_clip.py
+	$(BIN)/python bench/bench_mst.py
 
 clean:
 	rm -rf $(DEMO_OUT) bench-out
