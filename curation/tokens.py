@@ -7,6 +7,7 @@ budgets of packing steps. Tokenizers are loaded once per process.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 import math
 import os
 import re
@@ -130,3 +131,12 @@ def _huggingface_counter(spec: str) -> Callable[[str], int]:
     tokenizer.no_truncation()
     tokenizer.no_padding()
     return lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids)
+
+
+@dataclass(frozen=True)
+class TokenSettings:
+    """Token accounting: ``text_tokenizer`` is ``clip-bpe``, ``whitespace`` or a tokenizer.json path;
+    ``image_resolution`` is ``auto``, ``medium``, ``high`` or ``ultra``."""
+
+    text_tokenizer: str = "clip-bpe"
+    image_resolution: str = "auto"

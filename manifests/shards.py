@@ -206,3 +206,18 @@ class _HashingWriter(io.RawIOBase):
         self.count += len(view)
         self._target.write(view.tobytes())
         return len(view)
+
+
+@dataclass(frozen=True)
+class ShardSettings:
+    """Shard rollover and write parallelism.
+
+    Attributes:
+        max_samples: samples per shard at most.
+        max_bytes: bytes per shard at most (a larger single sample gets its own shard).
+        partitions: independent shard writers; samples are spread over them by key.
+    """
+
+    max_samples: int = 10_000
+    max_bytes: int = 1_000_000_000
+    partitions: int = 8

@@ -21,11 +21,12 @@ from curation.images import ImageRejected, ImageSettings, normalize_image
 from curation.models.clip import ClipSpec
 from curation.readers import PairColumns, pair_from_row
 from curation.records import CaptionPair, reject
-from curation.tokens import TextTokenizer
+from curation.tokens import TextTokenizer, TokenSettings
 from filters.caption import CaptionFilter
 from filters.clip_score import SCORE_KEY, ClipScoreFilter
 from filters.image_quality import ImageQualityFilter
 from manifests.samples import caption_pair_sample
+from manifests.shards import ShardSettings
 from pipelines.io import ManifestHeader, ReadParquetRecords, WriteManifest, WriteRejects, WriteShards, split_rejects
 from pipelines.transforms import REJECTS, ApplyFilter, CountFunnel, count_drop
 
@@ -44,30 +45,6 @@ class DownloadSettings:
 
     concurrency: int = 32
     batch_size: int = 128
-
-
-@dataclass(frozen=True)
-class ShardSettings:
-    """Shard rollover and write parallelism.
-
-    Attributes:
-        max_samples: samples per shard at most.
-        max_bytes: bytes per shard at most (a larger single sample gets its own shard).
-        partitions: independent shard writers; samples are spread over them by key.
-    """
-
-    max_samples: int = 10_000
-    max_bytes: int = 1_000_000_000
-    partitions: int = 8
-
-
-@dataclass(frozen=True)
-class TokenSettings:
-    """Token accounting: ``text_tokenizer`` is ``clip-bpe``, ``whitespace`` or a tokenizer.json path;
-    ``image_resolution`` is ``auto``, ``medium``, ``high`` or ``ultra``."""
-
-    text_tokenizer: str = "clip-bpe"
-    image_resolution: str = "auto"
 
 
 @dataclass(frozen=True)

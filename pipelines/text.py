@@ -27,13 +27,14 @@ from curation.minhash import MinHashSettings, band_keys, duplicates_in_bucket, s
 from curation.models.embedder import EmbedderSpec
 from curation.readers import TextColumns, iter_jsonl, iter_parquet_rows, parquet_row_groups, text_doc_from_row
 from curation.records import Reject, TextDoc, reject
+from curation.tokens import TokenSettings
 from curation.text_dedup import drop_paragraphs, exact_key, paragraph_keys, paragraph_losers
 from filters.language import LanguageFilter
 from filters.quality_model import QualityModelFilter
 from filters.text_quality import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter, c4_clean
 from manifests.samples import packed_sequence_sample
+from manifests.shards import ShardSettings
 from pipelines.io import ManifestHeader, WriteManifest, WriteRejects, WriteShards, split_rejects
-from pipelines.pairs import ShardSettings, TokenSettings
 from pipelines.transforms import REJECTS, ApplyFilter, CountFunnel, count_drop
 from synth.packing import pack_corpus
 from synth.partition import assign, fit_centroids
