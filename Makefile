@@ -29,9 +29,11 @@ $(IMG2DATASET_VENV)/bin/python:
 	$(IMG2DATASET_VENV)/bin/pip install img2dataset
 
 bench: install-test $(IMG2DATASET_VENV)/bin/python
+	$(BIN)/pip install -e '.[bench]'
 	$(BIN)/python bench/bench_pairs.py --img2dataset-python $(IMG2DATASET_VENV)/bin/python
 	$(BIN)/python bench/bench_clip.py
 	$(BIN)/python bench/bench_mst.py
+	$(BIN)/python bench/bench_extraction.py
 
 clean:
 	rm -rf $(DEMO_OUT) bench-out
