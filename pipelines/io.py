@@ -57,12 +57,27 @@ def _read_group(
         )
 
 
+class MatchPaths(beam.PTransform):
+    """The paths matching a glob on any Beam filesystem; a glob that matches nothing
+    fails the job, because it is almost always a typo."""
+
+    def __init__(self, pattern: str):
+        super().__init__()
+        self._pattern = pattern
+
+    def expand(self, pipeline: beam.Pipeline) -> beam.PCollection:
+        return (
+            pipeline
+            | "MatchFiles" >> fileio.MatchFiles(self._pattern, fileio.EmptyMatchTreatment.DISALLOW)
+            | "Paths" >> beam.Map(lambda metadata: metadata.path)
+        )
+
+
 class ReadParquetRecords(beam.PTransform):
     """Reads every row of every Parquet file matching a glob, in parallel by row group.
 
     Each row becomes ``to_record(row, source)`` (a record or a read-step
-    :class:`Reject`); an unreadable file or row group becomes one dead letter. A
-    glob that matches nothing fails the job: it is almost always a typo.
+    :class:`Reject`); an unreadable file or row group becomes one dead letter.
     """
 
     def __init__(self, pattern: str, to_record: Callable[[dict[str, Any], str], Any]):
@@ -73,8 +88,7 @@ class ReadParquetRecords(beam.PTransform):
     def expand(self, pipeline: beam.Pipeline) -> beam.PCollection:
         return (
             pipeline
-            | "MatchFiles" >> fileio.MatchFiles(self._pattern, fileio.EmptyMatchTreatment.DISALLOW)
-            | "Paths" >> beam.Map(lambda metadata: metadata.path)
+            | "Match" >> MatchPaths(self._pattern)
             | "RowGroups" >> beam.FlatMap(_row_groups)
             | "SpreadRowGroups" >> beam.Reshuffle()
             | "ReadRowGroups" >> beam.FlatMap(_read_group, self._to_record)

@@ -34,7 +34,7 @@ from filters.quality_model import QualityModelFilter
 from filters.text_quality import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter, c4_clean
 from manifests.samples import packed_sequence_sample
 from manifests.shards import ShardSettings
-from pipelines.io import ManifestHeader, WriteManifest, WriteRejects, WriteShards, split_rejects
+from pipelines.io import ManifestHeader, MatchPaths, WriteManifest, WriteRejects, WriteShards, split_rejects
 from pipelines.transforms import REJECTS, ApplyFilter, CountFunnel, count_drop
 from synth.packing import pack_corpus
 from synth.partition import assign, fit_centroids
@@ -150,12 +150,9 @@ class ReadTextFiles(beam.PTransform):
         self._columns = columns
 
     def expand(self, pipeline: beam.Pipeline) -> beam.PCollection:
-        from apache_beam.io import fileio
-
         return (
             pipeline
-            | "MatchFiles" >> fileio.MatchFiles(self._pattern, fileio.EmptyMatchTreatment.DISALLOW)
-            | "Paths" >> beam.Map(lambda metadata: metadata.path)
+            | "Match" >> MatchPaths(self._pattern)
             | "SpreadFiles" >> beam.Reshuffle()
             | "ReadFiles" >> beam.FlatMap(_read_file, self._columns)
         )
