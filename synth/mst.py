@@ -8,6 +8,7 @@ forest, the clusters and the orders below depend only on the input.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import chain
 
 import numpy as np
 from scipy.sparse import csr_matrix
@@ -47,14 +48,16 @@ def minimum_spanning_forest(n: int, neighbours: np.ndarray, distances: np.ndarra
     u = np.minimum(rows[valid], neighbours[valid]).astype(np.int64)
     v = np.maximum(rows[valid], neighbours[valid]).astype(np.int64)
     w = distances[valid]
-    first = np.lexsort((w, v, u))
-    u, v, w = u[first], v[first], w[first]
-    unique = np.ones(len(u), dtype=bool)
-    unique[1:] = (u[1:] != u[:-1]) | (v[1:] != v[:-1])
-    u, v, w = u[unique], v[unique], w[unique]
-    if len(u) == 0:
+    pair = u * max(n, 1) + v
+    first = np.lexsort((w, pair))
+    pair, w = pair[first], w[first]
+    unique = np.ones(len(pair), dtype=bool)
+    unique[1:] = pair[1:] != pair[:-1]
+    pair, w = pair[unique], w[unique]
+    if len(pair) == 0:
         return []
-    order = _edge_order(u, v, w)
+    u, v = np.divmod(pair, max(n, 1))
+    order = np.lexsort((pair, w))
     rank = np.empty(len(u), dtype=np.float64)
     rank[order] = np.arange(1, len(u) + 1)
     tree = minimum_spanning_tree(csr_matrix((rank, (u, v)), shape=(n, n))).tocoo()
@@ -112,24 +115,35 @@ def cut_clusters(n: int, edges: Edges, tokens: np.ndarray, max_cluster_tokens: i
     return _groups(_roots(np.asarray(parent, dtype=np.int64)))
 
 
-def cluster_centroids(clusters: Sequence[Sequence[int]], embeddings: np.ndarray, block_docs: int = 65_536) -> np.ndarray:
+def cluster_centroids(
+    clusters: Sequence[Sequence[int]], embeddings: np.ndarray, block_docs: int = 65_536
+) -> np.ndarray:
     """Unit-length mean of each cluster's unit-length embeddings, ``[len(clusters), d]``.
 
-    Gathers at most about ``block_docs`` embeddings at a time.
+    Gathers at most ``block_docs`` embeddings at a time.
     """
-    centroids = np.empty((len(clusters), embeddings.shape[1]), dtype=np.float32)
-    first = 0
-    while first < len(clusters):
-        last, docs = first, 0
-        while last < len(clusters) and (docs == 0 or docs + len(clusters[last]) <= block_docs):
-            docs += len(clusters[last])
-            last += 1
-        chunk = clusters[first:last]
-        members = np.fromiter((d for c in chunk for d in c), dtype=np.int64, count=docs)
-        starts = np.cumsum([0] + [len(c) for c in chunk[:-1]], dtype=np.int64)
-        centroids[first:last] = np.add.reduceat(normalized(embeddings[members]), starts, axis=0)
-        first = last
-    return normalized(centroids)
+    sizes = np.fromiter(map(len, clusters), dtype=np.int64, count=len(clusters))
+    members = np.fromiter(chain.from_iterable(clusters), dtype=np.int64, count=int(sizes.sum()))
+    label = np.repeat(np.arange(len(clusters)), sizes)
+    sums = np.zeros((len(clusters), embeddings.shape[1]), dtype=np.float32)
+    for start in range(0, len(members), block_docs):
+        part = label[start : start + block_docs]
+        first = part[0]
+        indicator = csr_matrix(
+            (np.ones(len(part), dtype=np.float32), (part - first, np.arange(len(part)))),
+            shape=(part[-1] - first + 1, len(part)),
+        )
+        sums[first : part[-1] + 1] += indicator @ normalized(embeddings[members[start : start + block_docs]])
+    norms = np.linalg.norm(sums, axis=1, keepdims=True)
+    return np.divide(sums, norms, out=sums, where=norms > 0)
+
+
+def _token_sums(clusters: Sequence[Sequence[int]], tokens: np.ndarray) -> list[int]:
+    sizes = np.fromiter(map(len, clusters), dtype=np.int64, count=len(clusters))
+    members = np.fromiter(chain.from_iterable(clusters), dtype=np.int64, count=int(sizes.sum()))
+    sums = np.zeros(len(clusters), dtype=np.int64)
+    np.add.at(sums, np.repeat(np.arange(len(clusters)), sizes), np.asarray(tokens, dtype=np.int64)[members])
+    return sums.tolist()
 
 
 def merge_small_clusters(
@@ -159,8 +173,7 @@ def merge_small_clusters(
     members = [list(c) for c in clusters if len(c)]
     if len(members) < 2:
         return members
-    tokens = np.asarray(tokens, dtype=np.int64)
-    size = [int(tokens[c].sum()) for c in members]
+    size = _token_sums(members, tokens)
     cap = np.inf if max_cluster_tokens is None else max_cluster_tokens
     small = sorted((s, i) for i, s in enumerate(size) if s < min_cluster_tokens)
     if not small:
@@ -203,8 +216,8 @@ def order_cluster(cluster: Sequence[int], edges: Edges) -> list[int]:
     """
     inside = set(cluster)
     adjacency: dict[int, list[tuple[float, int]]] = {d: [] for d in cluster}
-    u, v, w = _edge_arrays(edges)
-    for a, b, weight in zip(u.tolist(), v.tolist(), w.tolist()):
+    for a, b, weight in edges.tolist() if isinstance(edges, np.ndarray) else edges:
+        a, b = int(a), int(b)
         if a in inside and b in inside:
             adjacency[a].append((weight, b))
             adjacency[b].append((weight, a))

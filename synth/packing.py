@@ -18,6 +18,7 @@ A pipeline partitions a corpus (e.g. k-means on the embeddings) and calls
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import chain
 
 import numpy as np
 
@@ -98,17 +99,17 @@ def order_corpus(
     forest = np.asarray(minimum_spanning_forest(n, neighbours, distances), dtype=np.float64).reshape(-1, 3)
     clusters = cut_clusters(n, forest, tokens, max_cluster_tokens)
     clusters = merge_small_clusters(
-        clusters, embeddings, tokens, min_cluster_tokens, max_cluster_tokens=max_cluster_tokens
+        clusters, embeddings, tokens, min_cluster_tokens, max_cluster_tokens=max_cluster_tokens, seed=seed
     )
     label = np.empty(n, dtype=np.int64)
-    for index, cluster in enumerate(clusters):
-        label[cluster] = index
+    label[np.fromiter(chain.from_iterable(clusters), dtype=np.int64, count=n)] = np.repeat(
+        np.arange(len(clusters)), [len(c) for c in clusters]
+    )
     ends = label[forest[:, :2].astype(np.int64)]
     within = ends[:, 0] == ends[:, 1]
-    inner = forest[within]
     order = np.argsort(ends[within, 0], kind="stable")
-    bounds = np.searchsorted(ends[within, 0][order], np.arange(len(clusters) + 1))
-    inner = inner[order]
+    bounds = np.searchsorted(ends[within, 0][order], np.arange(len(clusters) + 1)).tolist()
+    inner = forest[within][order].tolist()
     walk: list[int] = []
     for index in _cluster_walk(len(clusters), ends[~within], forest[~within, 2]):
         walk.extend(order_cluster(clusters[index], inner[bounds[index] : bounds[index + 1]]))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from synth.knn import knn_graph, normalized, spherical_kmeans
+from synth.knn import cell_centroids, knn_graph, normalized, spherical_kmeans
 
 
 def topics(n, clusters=20, dim=384, spread=0.8, seed=0):
@@ -95,3 +95,18 @@ def test_unit_float32_input_and_scaled_float64_input_agree():
         b = knn_graph(scaled, k=5, exact_max_docs=exact_max_docs, cell_docs=64)
         np.testing.assert_array_equal(a[0], b[0])
         np.testing.assert_allclose(a[1], b[1], atol=1e-6)
+
+
+def test_cell_centroids_split_a_dominant_topic_into_several_cells():
+    rng = np.random.default_rng(0)
+    centers = rng.standard_normal((10, 64))
+    label = rng.choice(10, 20000, p=np.r_[0.7, np.full(9, 0.3 / 9)])
+    x = centers[label] / 8 + 0.8 * rng.standard_normal((20000, 64)) / 8
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    centroids, group, tops = cell_centroids(x, 40, seed=0)
+    assert 30 <= len(centroids) <= 60
+    assert len(tops) <= 7 and sorted(set(group.tolist())) == list(range(len(tops)))
+    home = np.argmax(x @ centroids.T, axis=1)
+    counts = np.bincount(home, minlength=len(centroids))
+    assert counts.max() <= 2.5 * counts.mean()
+    assert len(set(home[label == 0].tolist())) >= 10  # the dominant topic spans many cells
