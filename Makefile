@@ -10,7 +10,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 install-demo: $(BIN)/python
-	$(BIN)/pip install -e '.[clip]'
+	$(BIN)/pip install -e '.[clip,web]'
 
 install-test: $(BIN)/python
 	$(BIN)/pip install -e '.[test]'

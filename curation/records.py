@@ -101,6 +101,15 @@ class InterleavedDoc:
     meta: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def text(self) -> str:
+        """The text segments joined by blank lines: what text filters and dedup read."""
+        return "\n\n".join(s.text for s in self.segments if s.kind == "text")
+
+    @property
+    def image_count(self) -> int:
+        return sum(1 for s in self.segments if s.kind == "image")
+
 
 @dataclass
 class QAPair:

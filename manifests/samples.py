@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from curation.ids import content_id
-from curation.records import CaptionPair, TextDoc
+from curation.records import CaptionPair, InterleavedDoc, TextDoc
 from curation.tokens import TextTokenizer, visual_tokens
 from manifests.shards import Sample
 
@@ -81,4 +81,42 @@ def packed_sequence_sample(
             "json": json.dumps(info, sort_keys=True, ensure_ascii=False).encode("utf-8"),
         },
         text_tokens=text_tokens,
+    )
+
+
+def interleaved_sample(doc: InterleavedDoc, tokenizer: TextTokenizer, resolution: str = "auto") -> Sample:
+    """A page as ``<id>.json`` (its ordered segments) and ``<id>.<n>.<ext>`` per image.
+
+    The JSON's ``segments`` list holds ``{"type": "text", "text": ...}`` and
+    ``{"type": "image", "image": "<n>.<ext>", "url": ..., "alt": ...}`` in reading
+    order, the image field naming the sample's file; ``images`` describes each
+    stored image once. Text tokens count the text segments, visual tokens every
+    stored image.
+    """
+    names = {image.sha256: f"{n}.{image.extension}" for n, image in enumerate(doc.images)}
+    segments = [
+        {"type": "text", "text": s.text}
+        if s.kind == "text"
+        else {"type": "image", "image": names[s.image_sha256], "url": s.image_url, "alt": s.text}
+        for s in doc.segments
+    ]
+    info = {
+        "id": doc.id,
+        "source": doc.source,
+        "url": doc.url,
+        "segments": segments,
+        "images": [
+            {"file": names[i.sha256], "sha256": i.sha256, "phash": i.phash, "width": i.width, "height": i.height}
+            for i in doc.images
+        ],
+        "stats": dict(sorted(doc.stats.items())),
+        "meta": doc.meta,
+    }
+    fields = {names[image.sha256]: image.data for image in doc.images}
+    fields["json"] = json.dumps(info, sort_keys=True, ensure_ascii=False).encode("utf-8")
+    return Sample(
+        key=doc.id,
+        fields=fields,
+        text_tokens=sum(tokenizer.count(s.text) for s in doc.segments if s.kind == "text"),
+        visual_tokens=sum(visual_tokens(i.width, i.height, resolution) for i in doc.images),
     )

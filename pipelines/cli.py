@@ -20,6 +20,9 @@ from curation.config import ConfigError, load_config, to_mapping
 from curation.models.clip import ClipSpec, RandomWeightsRefused, announce_random_weights
 from manifests.manifest import load_manifest, verify_manifest
 
+PIPELINES = ("pairs", "interleaved", "text")
+INTERLEAVED_STAGES = ("extract", "text_quality", "page_dedup", "images", "clip_score")
+INTERLEAVED_RESUMABLE = ("images", "clip_score")
 RUNNER_HELP = (
     "Any other --flag is a Beam pipeline option, e.g. --runner=DirectRunner "
     "--direct_running_mode=multi_processing --direct_num_workers=4, "
@@ -78,6 +81,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_clip(pairs)
     pairs.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
 
+    interleaved = commands.add_parser(
+        "interleaved",
+        help="Common Crawl WARCs -> interleaved image-text pages, deduplicated, CLIP-scored, reordered",
+        description="Read WARC files (.warc, multi-member .warc.gz; any Beam filesystem glob), extract each "
+        "HTML page's main content as text and images in reading order, keep the newest capture of a URL, "
+        "drop bad paragraphs and pages (OBELICS and Gopher rules, language ID), drop near-duplicate pages "
+        "(MinHash LSH), resolve image bytes from the WARC's image records or the safe fetcher, filter and "
+        "deduplicate images corpus-wide (exact, perceptual, too many pages), score each page with CLIP, "
+        "move images in front of better-matching earlier sentences, and write OUTPUT/shards/*.tar, "
+        "OUTPUT/manifest.json (with an image funnel), OUTPUT/rejects/*.parquet and the resumable stage "
+        "tables OUTPUT/stages/{images,clip_score}/. " + RUNNER_HELP,
+        allow_abbrev=False,
+    )
+    _add_common(interleaved)
+    _add_clip(interleaved)
+    interleaved.add_argument(
+        "--stop-after", choices=INTERLEAVED_STAGES, metavar="STAGE",
+        help=f"write this stage's pages and images as Parquet under OUTPUT/stages/STAGE/ and stop "
+        f"(one of: {', '.join(INTERLEAVED_STAGES)}); `extract` shows extraction before any filter",
+    )
+    interleaved.add_argument(
+        "--resume-from", choices=INTERLEAVED_RESUMABLE, metavar="STAGE",
+        help=f"start from the stage tables an earlier run wrote under OUTPUT/stages/STAGE/ instead of "
+        f"--input (one of: {', '.join(INTERLEAVED_RESUMABLE)})",
+    )
+    interleaved.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
+
     text = commands.add_parser(
         "text",
         help="language data -> deduplicated, filtered, MST-packed training sequences",
@@ -126,11 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="run `curate pairs` on generated sample data served from a loopback HTTP server",
+        help="run `curate pairs` and `curate interleaved` on generated sample data, no network",
         description="Generate images and a LAION-style parquet (good pairs plus broken ones: 404s, a slow "
         "server, corrupt and truncated files, a pixel bomb, an oversized body, a redirect to a "
-        "forbidden address, junk captions, duplicates), serve them on 127.0.0.1, run the pairs "
-        "pipeline with a tiny random-weight CLIP, and print the funnel. No network beyond loopback.",
+        "forbidden address, junk captions, duplicates), serve them on 127.0.0.1 and run the pairs "
+        "pipeline into OUTPUT/pairs/; then generate a WARC (pages in several layouts with their image "
+        "records, boilerplate, duplicate pages, a logo-like picture on many pages, a truncated gzip "
+        "member) and run the interleaved pipeline into OUTPUT/interleaved/. Both use a tiny "
+        "random-weight CLIP and print their funnels. No network beyond loopback.",
     )
     demo.add_argument("--output", default="demo-out", help="output directory (default: demo-out)")
     return parser
@@ -143,10 +176,7 @@ def _with_allow_networks(config, allow_networks: list[str]):
     return dataclasses.replace(config, fetch=fetch)
 
 
-def pairs_config(args: argparse.Namespace):
-    """Resolves the pairs config: file, then --set overrides, then dedicated flags."""
-    from pipelines.pairs import PairsConfig
-
+def _clip_overrides(args: argparse.Namespace) -> list[str]:
     overrides = list(args.overrides)
     if args.clip_model:
         overrides.append(f"clip.model={args.clip_model}")
@@ -154,7 +184,22 @@ def pairs_config(args: argparse.Namespace):
         overrides.append(f"clip.pretrained={json.dumps(args.clip_pretrained)}")
     if args.allow_random_weights:
         overrides.append("clip.allow_random_weights=true")
-    return _with_allow_networks(load_config(PairsConfig, args.config, overrides), args.allow_networks)
+    return overrides
+
+
+def pairs_config(args: argparse.Namespace):
+    """Resolves the pairs config: file, then --set overrides, then dedicated flags."""
+    from pipelines.pairs import PairsConfig
+
+    return _with_allow_networks(load_config(PairsConfig, args.config, _clip_overrides(args)), args.allow_networks)
+
+
+def interleaved_config(args: argparse.Namespace):
+    """Resolves the interleaved config: file, then --set overrides, then dedicated flags."""
+    from pipelines.interleaved import InterleavedConfig
+
+    config = load_config(InterleavedConfig, args.config, _clip_overrides(args))
+    return _with_allow_networks(config, args.allow_networks)
 
 
 def text_config(args: argparse.Namespace):
@@ -178,27 +223,41 @@ def check_clip_weights(spec: ClipSpec) -> None:
         announce_random_weights(spec)
 
 
-def format_funnel(manifest: dict) -> str:
-    """The manifest's totals and funnel as a readable table."""
-    lines = [f"{'step':<16}{'in':>8}{'out':>8}  dropped"]
-    for step in manifest["funnel"]:
+def _funnel_rows(title: str, steps: list[dict]) -> list[str]:
+    lines = [f"{title:<16}{'in':>8}{'out':>8}  dropped"]
+    for step in steps:
         dropped = ", ".join(f"{k}={v}" for k, v in sorted(step["dropped"].items())) or "-"
         lines.append(f"{step['step']:<16}{step['in']:>8}{step['out']:>8}  {dropped}")
+    return lines
+
+
+def format_funnel(manifest: dict) -> str:
+    """The manifest's totals and funnel (and image funnel, when it has one) as a readable table."""
+    lines = _funnel_rows("step", manifest["funnel"])
     totals = manifest["totals"]
     lines.append(
         f"shards={totals['shards']} samples={totals['samples']} bytes={totals['bytes']} "
         f"text_tokens={totals['text_tokens']} visual_tokens={totals['visual_tokens']} "
         f"dead_letters={manifest['dead_letters']}"
     )
+    image_funnel = manifest.get("extra", {}).get("image_funnel")
+    if image_funnel:
+        lines.extend(_funnel_rows("image step", image_funnel))
     lines.extend(f"WARNING: {w}" for w in manifest.get("warnings", []))
     return "\n".join(lines)
 
 
 def _run_pipeline(args: argparse.Namespace, beam_args: list[str]) -> int:
+    stages = {}
     if args.command == "pairs":
         from pipelines import pairs as pipeline
 
         config = pairs_config(args)
+    elif args.command == "interleaved":
+        from pipelines import interleaved as pipeline
+
+        config = interleaved_config(args)
+        stages = {"stop_after": args.stop_after, "resume_from": args.resume_from}
     else:
         from pipelines import text as pipeline
 
@@ -206,10 +265,13 @@ def _run_pipeline(args: argparse.Namespace, beam_args: list[str]) -> int:
     if args.print_config:
         print(yaml.safe_dump(to_mapping(config), sort_keys=False), end="")
         return 0
-    if args.command == "pairs" and config.score_clip:
+    if args.command in ("pairs", "interleaved") and config.score_clip:
         check_clip_weights(config.clip)
-    if not pipeline.run(args.input, args.output, config, beam_args):
+    if not pipeline.run(args.input, args.output, config, beam_args, **stages):
         print("dry run: the job was translated, not run")
+        return 0
+    if stages.get("stop_after"):
+        print(f"stage tables: {FileSystems.join(args.output, 'stages', args.stop_after)}")
         return 0
     manifest_path = FileSystems.join(args.output, "manifest.json")
     print(format_funnel(load_manifest(manifest_path, opener=FileSystems.open)))
@@ -251,18 +313,19 @@ def _run_train_quality(args: argparse.Namespace) -> int:
 def _run_demo(args: argparse.Namespace) -> int:
     from pipelines.demo import run_demo
 
-    manifest = run_demo(args.output)
-    print(format_funnel(manifest))
+    for name, manifest in run_demo(args.output).items():
+        print(f"\n== {name}: {FileSystems.join(args.output, name, 'manifest.json')}")
+        print(format_funnel(manifest))
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
-    if args.command not in ("pairs", "text") and beam_args:
+    if args.command not in PIPELINES and beam_args:
         parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
     try:
-        if args.command in ("pairs", "text"):
+        if args.command in PIPELINES:
             return _run_pipeline(args, beam_args)
         if args.command == "train-quality":
             return _run_train_quality(args)

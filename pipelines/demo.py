@@ -1,4 +1,8 @@
-"""``curate demo``: the pairs pipeline on generated data served from loopback."""
+"""``curate demo``: both web pipelines on generated data, with no network beyond loopback.
+
+1. ``curate pairs`` on a LAION-style parquet whose images a loopback HTTP server serves;
+2. ``curate interleaved`` on a generated WARC (pages, their image records and planted bad cases).
+"""
 
 from __future__ import annotations
 
@@ -10,21 +14,34 @@ from apache_beam.io.filesystems import FileSystems
 
 from curation.config import load_config
 from curation.sample_data import ImageServer, make_pairs_cases, write_pairs_parquet
+from curation.sample_warc import make_warc_corpus
 from manifests.manifest import load_manifest
-from pipelines import pairs
+from pipelines import interleaved, pairs
 
-DEMO_CONFIG = Path(__file__).parent / "configs" / "pairs-demo.yaml"
+CONFIGS = Path(__file__).parent / "configs"
 
 
-def run_demo(output_dir: str, beam_args: list[str] | None = None) -> dict:
+def _fresh(output_dir: str) -> None:
+    for stale in ("shards", "rejects", "input", "stages"):
+        shutil.rmtree(os.path.join(output_dir, stale), ignore_errors=True)
+
+
+def run_demo(output_dir: str, beam_args: list[str] | None = None) -> dict[str, dict]:
+    """Runs both demos under ``output_dir/pairs`` and ``output_dir/interleaved``; returns their manifests."""
+    return {
+        "pairs": run_pairs_demo(os.path.join(output_dir, "pairs"), beam_args),
+        "interleaved": run_interleaved_demo(os.path.join(output_dir, "interleaved"), beam_args),
+    }
+
+
+def run_pairs_demo(output_dir: str, beam_args: list[str] | None = None) -> dict:
     """Generates sample data, serves it on 127.0.0.1, runs ``curate pairs`` and returns the manifest."""
     from pipelines.cli import check_clip_weights
 
-    for stale in ("shards", "rejects", "input"):
-        shutil.rmtree(os.path.join(output_dir, stale), ignore_errors=True)
+    _fresh(output_dir)
     input_path = os.path.join(output_dir, "input", "pairs.parquet")
     os.makedirs(os.path.dirname(input_path), exist_ok=True)
-    config = load_config(pairs.PairsConfig, str(DEMO_CONFIG))
+    config = load_config(pairs.PairsConfig, str(CONFIGS / "pairs-demo.yaml"))
     check_clip_weights(config.clip)
     with ImageServer(slow_seconds=3.0) as server:
         cases = make_pairs_cases(server.base_url)
@@ -33,4 +50,21 @@ def run_demo(output_dir: str, beam_args: list[str] | None = None) -> dict:
         pairs.run(input_path, output_dir, config, beam_args or ["--runner=DirectRunner"])
         if server.forbidden_hits:
             raise RuntimeError("the fetcher contacted the forbidden host")
+    return load_manifest(FileSystems.join(output_dir, "manifest.json"), opener=FileSystems.open)
+
+
+def run_interleaved_demo(output_dir: str, beam_args: list[str] | None = None) -> dict:
+    """Writes a generated WARC, runs ``curate interleaved`` on it and returns the manifest."""
+    from pipelines.cli import check_clip_weights
+
+    _fresh(output_dir)
+    input_path = os.path.join(output_dir, "input", "pages.warc.gz")
+    os.makedirs(os.path.dirname(input_path), exist_ok=True)
+    corpus = make_warc_corpus()
+    with open(input_path, "wb") as handle:
+        handle.write(corpus.data)
+    config = load_config(interleaved.InterleavedConfig, str(CONFIGS / "interleaved-demo.yaml"))
+    check_clip_weights(config.clip)
+    print(f"demo: {len(corpus.pages)} pages and {len(corpus.images)} images in {input_path}")
+    interleaved.run(input_path, output_dir, config, beam_args or ["--runner=DirectRunner"])
     return load_manifest(FileSystems.join(output_dir, "manifest.json"), opener=FileSystems.open)

@@ -179,6 +179,7 @@ def _write_manifest(
     header: ManifestHeader,
     path: str,
     packed_records: int | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> str:
     funnel = build_funnel(header.steps, counts["inputs"], counts["dropped"])
     manifest = build_manifest(
@@ -190,6 +191,7 @@ def _write_manifest(
         dead_letters=counts["dead_letters"],
         package_version=curation.__version__,
         packed_records=packed_records,
+        extra=extra,
     )
     with FileSystems.create(path + ".inprogress") as handle:
         handle.write(dump_manifest(manifest))
@@ -202,7 +204,8 @@ class WriteManifest(beam.PTransform):
     """Writes ``DIR/manifest.json`` once the shards and the funnel counts are known.
 
     Input: ``{"shards": ShardInfos, "counts": the CountFunnel summary}``, plus
-    ``"packed_records"`` (a singleton count) when each sample packs several records.
+    ``"packed_records"`` (a singleton count) when each sample packs several records,
+    and ``"extra"`` (a singleton dict stored under the manifest's ``extra``).
     """
 
     def __init__(self, output_dir: str, header: ManifestHeader):
@@ -211,7 +214,7 @@ class WriteManifest(beam.PTransform):
         self._header = header
 
     def expand(self, pcolls: dict[str, beam.PCollection]) -> beam.PCollection:
-        packed = [AsSingleton(pcolls["packed_records"])] if "packed_records" in pcolls else []
+        optional = {name: AsSingleton(pcolls[name]) for name in ("packed_records", "extra") if name in pcolls}
         return (
             pcolls["shards"].pipeline
             | "ManifestSeed" >> beam.Create([None])
@@ -222,7 +225,7 @@ class WriteManifest(beam.PTransform):
                 AsSingleton(pcolls["counts"]),
                 self._header,
                 self._path,
-                *packed,
+                **optional,
             )
         )
 

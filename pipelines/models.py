@@ -12,14 +12,16 @@ import io
 from typing import Any, Iterable, Sequence
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 from PIL import Image
 
 from curation.models.clip import ClipModel, ClipSpec
 from curation.models.embedder import Embedder, EmbedderSpec
-from curation.records import CaptionPair, ImageData, Reject, TextDoc, reject
+from curation.records import CaptionPair, ImageData, InterleavedDoc, Reject, TextDoc, reject
 from filters.clip_score import SCORE_KEY
+from synth.reorder import clip_inputs, page_score, reorder
 from pipelines.transforms import Split, count_drop
 
 SCORE_DECIMALS = 4  # scores are rounded so batching differences between runners cannot leak into shards
@@ -54,6 +56,51 @@ class ClipScoreHandler(ModelHandler[CaptionPair, CaptionPair, ClipModel]):
 
     def get_metrics_namespace(self) -> str:
         return "curation.clip"
+
+
+class ClipPageHandler(ModelHandler[InterleavedDoc, InterleavedDoc, ClipModel]):
+    """Scores pages with CLIP and moves images to better earlier sentences.
+
+    For each page: the [images x sentences] similarity matrix (one forward pass
+    for all images and all sentences of a batch of pages), the page score
+    (``stats["clip_score"]``: mean over images of the best sentence), then
+    :func:`synth.reorder.reorder`; the moves land in ``meta["image_moves"]``.
+    Similarities are rounded so that batch composition cannot change a decision.
+    """
+
+    def __init__(self, spec: ClipSpec, margin: float = 0.0):
+        super().__init__(min_batch_size=1, max_batch_size=max(1, spec.batch_size // 8))
+        self._spec = spec
+        self._margin = margin
+
+    def load_model(self) -> ClipModel:
+        return ClipModel.load(self._spec, opener=FileSystems.open)
+
+    def run_inference(
+        self, batch: Sequence[InterleavedDoc], model: ClipModel, inference_args: dict[str, Any] | None = None
+    ) -> Iterable[InterleavedDoc]:
+        inputs = [clip_inputs(doc) for doc in batch]
+        images = [image for _, row in inputs for image in row if image is not None]
+        sentences = [sentence for layout, _ in inputs for sentence in layout.sentences]
+        image_emb = model.embed_images([decode_for_model(image, model.image_size) for image in images])
+        text_emb = model.embed_texts(sentences)
+        image_at, text_at = 0, 0
+        for doc, (layout, row) in zip(batch, inputs):
+            sim = np.full((len(row), len(layout.sentences)), np.nan, dtype=np.float64)
+            present = [i for i, image in enumerate(row) if image is not None]
+            block = model.similarity(image_emb[image_at : image_at + len(present)],
+                                     text_emb[text_at : text_at + len(layout.sentences)])
+            sim[present] = np.round(block, SCORE_DECIMALS)
+            image_at += len(present)
+            text_at += len(layout.sentences)
+            segments, moves = reorder(layout, sim, self._margin)
+            score = page_score(sim)
+            stats = {**doc.stats, SCORE_KEY: round(score, SCORE_DECIMALS) if score == score else score}
+            meta = {**doc.meta, "image_moves": [move.to_dict() for move in moves]}
+            yield dataclasses.replace(doc, segments=segments, stats=stats, meta=meta)
+
+    def get_metrics_namespace(self) -> str:
+        return "curation.clip_pages"
 
 
 class EmbedHandler(ModelHandler[TextDoc, tuple[TextDoc, Any], Embedder]):

@@ -23,7 +23,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import AsSingleton, TaggedOutput
 
 from curation.config import to_mapping
-from curation.minhash import MinHashSettings, band_keys, duplicates_in_bucket, signature
+from curation.minhash import MinHashSettings
 from curation.models.embedder import EmbedderSpec
 from curation.readers import TextColumns, iter_jsonl, iter_parquet_rows, parquet_row_groups, text_doc_from_row
 from curation.records import Reject, TextDoc, reject
@@ -35,6 +35,7 @@ from filters.text_quality import C4QualityFilter, FineWebQualityFilter, GopherQu
 from manifests.samples import packed_sequence_sample
 from manifests.shards import ShardSettings
 from pipelines.io import ManifestHeader, MatchPaths, WriteManifest, WriteRejects, WriteShards, split_rejects
+from pipelines.dedup import NearDedup
 from pipelines.transforms import REJECTS, ApplyFilter, CountFunnel, count_drop
 from synth.packing import pack_corpus
 from synth.partition import assign, fit_centroids
@@ -177,38 +178,6 @@ def _c4_cleaned(doc: TextDoc, settings: C4QualityFilter) -> Iterable[Any]:
     yield dataclasses.replace(doc, text=text, stats=stats)
 
 
-def _drop_marked(item: tuple[str, dict[str, list]], step: str, reason: str) -> Iterable[Any]:
-    _, joined = item
-    for doc in joined["doc"]:
-        if joined["mark"]:
-            count_drop(step, reason)
-            yield TaggedOutput(REJECTS, reject(doc, step, reason, detail=f"kept {min(joined['mark'])}"))
-        else:
-            yield doc
-
-
-class NearDedup(beam.PTransform):
-    """MinHash LSH: documents sharing a band with a verified near-duplicate of smaller id are dropped."""
-
-    def __init__(self, settings: MinHashSettings):
-        super().__init__()
-        self._settings = settings
-
-    def expand(self, docs: beam.PCollection):
-        settings = self._settings
-        duplicates = (
-            docs
-            | "Signatures" >> beam.Map(lambda d: (d.id, signature(d.text, settings)))
-            | "BandKeys" >> beam.FlatMap(lambda kv: [(key, kv) for key in band_keys(kv[1], settings)])
-            | "GroupBands" >> beam.GroupByKey()
-            | "VerifyBuckets" >> beam.FlatMap(lambda kv: duplicates_in_bucket(list(kv[1]), settings.threshold))
-        )
-        joined = {"doc": docs | "KeyDocs" >> beam.Map(lambda d: (d.id, d)), "mark": duplicates} | "Join" >> beam.CoGroupByKey()
-        return joined | "DropDuplicates" >> beam.FlatMap(_drop_marked, "near_dedup", "near_duplicate").with_outputs(
-            REJECTS, main="kept"
-        )
-
-
 def _without_common_paragraphs(item: tuple[str, dict[str, list]]) -> Iterable[Any]:
     _, joined = item
     for doc in joined["doc"]:
@@ -340,7 +309,7 @@ def build(pipeline: beam.Pipeline, input_glob: str, output_dir: str, config: Tex
         docs = judged.kept
         rejects.append(judged.rejects)
     if config.dedup.near:
-        near = docs | "NearDedup" >> NearDedup(config.dedup.near)
+        near = docs | "NearDedup" >> NearDedup(config.dedup.near, step="near_dedup")
         docs = near.kept
         rejects.append(near[REJECTS])
     if config.dedup.paragraph_min_docs:

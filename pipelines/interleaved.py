@@ -1,0 +1,640 @@
+"""``curate interleaved``: Common Crawl WARCs -> interleaved image-text documents in webdataset shards.
+
+Page funnel steps: read -> extract -> url_dedup -> language -> text_quality ->
+page_dedup -> images -> clip_score. Image references have their own funnel
+(``extra.image_funnel`` in the manifest): image_url -> image_cap -> image_fetch
+-> image_decode -> image_quality -> image_dedup.
+
+Stages (``--stop-after``/``--resume-from``): ``extract`` (pages as extracted,
+before any filter), ``text_quality``, ``page_dedup``, ``images`` (pages with
+their images resolved, deduplicated and attached: the step after the expensive
+fetches) and ``clip_score`` (scored and reordered). A stage writes
+``DIR/stages/STAGE/pages-*.parquet`` (pages, image bytes left out) and
+``DIR/stages/STAGE/images-*.parquet`` (each image once). Every run writes the
+``images`` and ``clip_score`` stages, so a later run can resume from them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.pvalue import AsSingleton, TaggedOutput
+
+from curation.config import to_mapping
+from curation.fetch import Fetcher, FetchSettings
+from curation.images import ImageRejected, ImageSettings, normalize_image
+from curation.minhash import MinHashSettings
+from curation.models.clip import ClipSpec
+from curation.records import IMAGE_TYPE, ImageData, InterleavedDoc, Reject, from_row, reject, to_row
+from curation.tokens import TextTokenizer, TokenSettings
+from curation.warc import WarcFailure, iter_warc
+from curation.web_pages import (
+    PageSettings,
+    attach_images,
+    failure_reject,
+    is_image_response,
+    newest_capture,
+    page_from_response,
+    select_image_refs,
+)
+from filters.clip_score import SCORE_KEY, ClipScoreFilter
+from filters.image_dedup import ImageDedupSettings, canonical_in_bucket, phash_band_keys
+from filters.image_quality import ImageQualityFilter
+from filters.image_url import ImageUrlFilter
+from filters.language import LanguageFilter
+from filters.web_text import TextRules, WebTextQualityFilter, filter_paragraphs
+from manifests.manifest import build_funnel
+from manifests.samples import interleaved_sample
+from manifests.shards import ShardSettings
+from pipelines.io import ManifestHeader, MatchPaths, WriteManifest, WriteRejects, WriteShards, split_rejects
+from pipelines.text import NearDedup
+from pipelines.transforms import REJECTS, ApplyFilter, CountFunnel, count_drop
+
+STEPS = ("read", "extract", "url_dedup", "language", "text_quality", "page_dedup", "images", "clip_score")
+IMAGE_STEPS = ("image_url", "image_cap", "image_fetch", "image_decode", "image_quality", "image_dedup")
+STAGES = ("extract", "text_quality", "page_dedup", "images", "clip_score")
+RESUMABLE = ("images", "clip_score")
+IMAGE_EVENTS = "image_events"
+QUANTILE_RESOLUTION = 1000
+IMAGE_SCHEMA = pa.schema(list(IMAGE_TYPE))
+
+
+@dataclass(frozen=True)
+class InterleavedFilters:
+    """The judgments of the pipeline, each with its own defaults (OBELICS, Gopher, FineWeb)."""
+
+    paragraphs: TextRules = TextRules()
+    text: WebTextQualityFilter = WebTextQualityFilter()
+    language: LanguageFilter = LanguageFilter()
+    image_url: ImageUrlFilter = ImageUrlFilter()
+    image: ImageQualityFilter = ImageQualityFilter(min_side=150, max_aspect=2.0)
+    clip: ClipScoreFilter = ClipScoreFilter(threshold=0.2)
+
+
+@dataclass(frozen=True)
+class ImageFetchSettings:
+    """Where image bytes come from when the WARC holds no response record for them.
+
+    Attributes:
+        fetch_missing: fetch them with the safe fetcher; when false they are dropped as ``not_in_warc``.
+        concurrency: parallel fetch threads per worker process.
+        batch_size: image URLs handed to the thread pool at a time.
+    """
+
+    fetch_missing: bool = True
+    concurrency: int = 32
+    batch_size: int = 64
+
+
+@dataclass(frozen=True)
+class InterleavedConfig:
+    """Everything ``curate interleaved`` can be told; every key can be set in YAML or with ``--set``.
+
+    ``score_clip: false`` skips the CLIP model: no page score, no reordering.
+    """
+
+    dataset: str = "interleaved"
+    score_clip: bool = True
+    pages: PageSettings = PageSettings()
+    filters: InterleavedFilters = InterleavedFilters()
+    page_dedup: MinHashSettings = MinHashSettings()
+    image_dedup: ImageDedupSettings = ImageDedupSettings()
+    download: ImageFetchSettings = ImageFetchSettings()
+    fetch: FetchSettings = FetchSettings()
+    image: ImageSettings = ImageSettings()
+    clip: ClipSpec = ClipSpec()
+    reorder_margin: float = 0.0
+    tokens: TokenSettings = TokenSettings()
+    shards: ShardSettings = ShardSettings()
+
+
+# --------------------------------------------------------------------------- read and extract
+
+
+def _read_warc(path: str, settings: PageSettings) -> Iterable[Any]:
+    """Pages (or their rejects) on the main output, image payloads as ``(url, bytes)`` on ``images``."""
+    name = path.rsplit("/", 1)[-1]
+    try:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            for item in iter_warc(handle, name):
+                if isinstance(item, WarcFailure):
+                    count_drop("read", item.reason)
+                    yield failure_reject(item)
+                elif is_image_response(item):
+                    yield TaggedOutput("images", (item.url, item.body))
+                else:
+                    yield page_from_response(item, name, settings)
+    except Exception as error:  # an unopenable file is one dead letter
+        yield Reject(id=name, source=path, step="read", reason="unreadable_file", dead_letter=True,
+                     detail=repr(error)[:500])
+
+
+class ReadWarcPages(beam.PTransform):
+    """Reads every WARC matching a glob, files in parallel; returns ``(pages and rejects, image payloads)``."""
+
+    def __init__(self, pattern: str, settings: PageSettings):
+        super().__init__()
+        self._pattern = pattern
+        self._settings = settings
+
+    def expand(self, pipeline: beam.Pipeline):
+        return (
+            pipeline
+            | "Match" >> MatchPaths(self._pattern)
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "ReadWarc" >> beam.FlatMap(_read_warc, self._settings).with_outputs("images", main="pages")
+        )
+
+
+# --------------------------------------------------------------------------- page steps
+
+
+def _keep_newest(item: tuple[str, Iterable[InterleavedDoc]]) -> Iterable[Any]:
+    newest, older = newest_capture(list(item[1]))
+    yield newest
+    for doc in older:
+        count_drop("url_dedup", "older_capture")
+        yield TaggedOutput(REJECTS, reject(doc, "url_dedup", "older_capture", detail=f"kept {newest.id}"))
+
+
+def _clean_paragraphs(doc: InterleavedDoc, rules: TextRules) -> Iterable[Any]:
+    segments, dropped = filter_paragraphs(doc.segments, rules)
+    stats = {**doc.stats, **{f"paragraphs.{reason}": float(n) for reason, n in dropped.items()}}
+    cleaned = dataclasses.replace(doc, segments=segments, stats=stats)
+    if not cleaned.text.strip():
+        count_drop("text_quality", "no_text_left")
+        yield TaggedOutput(REJECTS, reject(cleaned, "text_quality", "no_text_left"))
+    else:
+        yield cleaned
+
+
+# --------------------------------------------------------------------------- images
+
+
+def _select_refs(doc: InterleavedDoc, url_filter: ImageUrlFilter, max_images: int) -> Iterable[Any]:
+    selected, events = select_image_refs(doc, url_filter.judge, max_images)
+    for event in events:
+        yield TaggedOutput(IMAGE_EVENTS, event)
+    yield selected
+
+
+class ResolveImageBytes(beam.DoFn):
+    """Per distinct image URL: bytes from the WARC, else fetched; then decoded and judged.
+
+    Input: ``(url, {"pages": [page ids], "bytes": [payloads]})`` batches. Output:
+    ``(url, pages, ImageData | (step, reason))``.
+    """
+
+    def __init__(self, config: InterleavedConfig):
+        self._config = config
+
+    def setup(self) -> None:
+        self._fetcher = Fetcher(self._config.fetch)
+        self._pool = ThreadPoolExecutor(self._config.download.concurrency, thread_name_prefix="image-fetch")
+
+    def teardown(self) -> None:
+        self._pool.shutdown(wait=False)
+        self._fetcher.close()
+
+    def _resolve(self, item: tuple[str, dict[str, list]]) -> tuple[str, list[str], Any]:
+        url, joined = item
+        pages = sorted(set(joined["pages"]))
+        payloads = sorted(joined["bytes"])
+        if payloads:
+            data = payloads[0]
+        elif not self._config.download.fetch_missing:
+            return url, pages, ("image_fetch", "not_in_warc")
+        else:
+            result = self._fetcher.fetch(url)
+            if not result.ok:
+                return url, pages, ("image_fetch", result.reason)
+            data = result.content
+        try:
+            image = normalize_image(data, self._config.image)
+        except ImageRejected as error:
+            return url, pages, ("image_decode", error.reason)
+        verdict = self._config.filters.image(_ImageHolder(image))
+        if not verdict.keep:
+            return url, pages, ("image_quality", verdict.reason)
+        return url, pages, image
+
+    def process(self, batch: list[tuple[str, dict[str, list]]]) -> Iterable[tuple[str, list[str], Any]]:
+        referenced = [item for item in batch if item[1]["pages"]]  # WARC images no page points at are skipped
+        yield from self._pool.map(self._resolve, referenced)
+
+
+@dataclass
+class _ImageHolder:
+    """What :class:`ImageQualityFilter` reads: a record with an ``image`` and ``stats``."""
+
+    image: ImageData
+    stats: dict = dataclasses.field(default_factory=dict)
+
+
+def _by_sha(item: tuple[str, Iterable[tuple[str, list[str], ImageData]]]) -> tuple[str, dict[str, Any]]:
+    sha, copies = item
+    copies = sorted(copies, key=lambda c: c[0])
+    return sha, {
+        "image": copies[0][2],
+        "urls": [url for url, _, _ in copies],
+        "pages": sorted({page for _, pages, _ in copies for page in pages}),
+    }
+
+
+def _canonical_outcomes(item: tuple[str, Iterable[tuple[str, dict]]], settings: ImageDedupSettings) -> Iterable[Any]:
+    """One canonical image and its copies -> ``(page id, (url, outcome))`` for every reference."""
+    canonical_sha, members = item
+    members = sorted(members, key=lambda m: m[0])
+    images = {sha: info["image"] for sha, info in members}
+    canonical = images.get(canonical_sha) or images[members[0][0]]  # a one-hop chain may point outside
+    pages = {page for _, info in members for page in info["pages"]}
+    outcome: Any = ("image_dedup", "on_too_many_pages") if settings.too_common(len(pages)) else canonical
+    for _, info in members:
+        for url in info["urls"]:
+            for page in info["pages"]:
+                yield page, (url, outcome)
+
+
+class DedupImages(beam.PTransform):
+    """Merges exact and perceptual copies corpus-wide and drops images on too many pages.
+
+    Input: ``(url, pages, ImageData)``. Output: ``(page id, (url, canonical ImageData | (step, reason)))``.
+    """
+
+    def __init__(self, settings: ImageDedupSettings):
+        super().__init__()
+        self._settings = settings
+
+    def expand(self, resolved: beam.PCollection) -> beam.PCollection:
+        settings = self._settings
+        by_sha = (
+            resolved
+            | "KeyBySha" >> beam.Map(lambda r: (r[2].sha256, r))
+            | "GroupExactCopies" >> beam.GroupByKey()
+            | "MergeExactCopies" >> beam.Map(_by_sha)
+        )
+        canonical = (
+            by_sha
+            | "PhashBands"
+            >> beam.FlatMap(
+                lambda kv: [(key, (kv[0], kv[1]["image"].phash))
+                            for key in phash_band_keys(kv[1]["image"].phash, settings.max_distance)]
+            )
+            | "GroupBands" >> beam.GroupByKey()
+            | "NearestInBucket" >> beam.FlatMap(lambda kv: canonical_in_bucket(list(kv[1]), settings.max_distance))
+            | "SmallestCanonical" >> beam.CombinePerKey(min)
+        )
+        return (
+            {"info": by_sha, "canonical": canonical}
+            | "JoinCanonical" >> beam.CoGroupByKey()
+            | "KeyByCanonical"
+            >> beam.Map(lambda kv: (min(kv[1]["canonical"], default=kv[0]), (kv[0], kv[1]["info"][0])))
+            | "GroupCopies" >> beam.GroupByKey()
+            | "Outcomes" >> beam.FlatMap(_canonical_outcomes, settings)
+        )
+
+
+def _attach(item: tuple[str, dict[str, list]]) -> Iterable[Any]:
+    _, joined = item
+    for doc in joined["doc"]:
+        outcomes = dict(joined["outcome"])
+        attached, events = attach_images(doc, outcomes)
+        for event in events:
+            yield TaggedOutput(IMAGE_EVENTS, event)
+        if not attached.images:
+            count_drop("images", "no_images_left")
+            yield TaggedOutput(REJECTS, reject(attached, "images", "no_images_left"))
+        else:
+            yield attached
+
+
+def _route_resolved(item: tuple[str, list[str], Any]) -> Iterable[Any]:
+    url, pages, outcome = item
+    if isinstance(outcome, ImageData):
+        yield item
+    else:
+        for page in pages:
+            yield TaggedOutput("failed", (page, (url, outcome)))
+
+
+class AttachImages(beam.PTransform):
+    """Resolves, judges and deduplicates every image reference, then puts the bytes into the pages.
+
+    Input: pages with image URLs, and ``(url, bytes)`` image payloads from the WARCs.
+    Output: ``(pages, rejects, image events)``.
+    """
+
+    def __init__(self, config: InterleavedConfig):
+        super().__init__()
+        self._config = config
+
+    def expand(self, pcolls: dict[str, beam.PCollection]):
+        config = self._config
+        selected = pcolls["pages"] | "SelectImageRefs" >> beam.FlatMap(
+            _select_refs, config.filters.image_url, config.pages.max_images_per_page
+        ).with_outputs(IMAGE_EVENTS, main="pages")
+        pages = selected.pages
+        refs = pages | "ImageRefs" >> beam.FlatMap(
+            lambda d: [(s.image_url, d.id) for s in d.segments if s.kind == "image"]
+        )
+        resolved = (
+            {"pages": refs, "bytes": pcolls["payloads"]}
+            | "JoinPayloads" >> beam.CoGroupByKey()
+            | "BatchImages" >> beam.BatchElements(min_batch_size=1, max_batch_size=config.download.batch_size)
+            | "ResolveImages" >> beam.ParDo(ResolveImageBytes(config))
+            | "RouteResolved" >> beam.FlatMap(_route_resolved).with_outputs("failed", main="ok")
+        )
+        outcomes = (resolved.ok | "DedupImages" >> DedupImages(config.image_dedup), resolved.failed) | (
+            "AllOutcomes" >> beam.Flatten()
+        )
+        attached = (
+            {"doc": pages | "KeyPages" >> beam.Map(lambda d: (d.id, d)), "outcome": outcomes}
+            | "JoinOutcomes" >> beam.CoGroupByKey()
+            | "Attach" >> beam.FlatMap(_attach).with_outputs(REJECTS, IMAGE_EVENTS, main="pages")
+        )
+        events = (selected[IMAGE_EVENTS], attached[IMAGE_EVENTS]) | "AllImageEvents" >> beam.Flatten()
+        refs_in = (
+            pcolls["pages"]
+            | "ImageRefsPerPage" >> beam.Map(lambda d: d.image_count)
+            | "ImageRefsIn" >> beam.CombineGlobally(sum)
+        )
+        return attached.pages, attached[REJECTS], events, refs_in
+
+
+class ImageFunnel(beam.PTransform):
+    """The image funnel: references in, and dropped per ``(step, reason)``, as manifest funnel steps.
+
+    Input: ``{"refs_in": a singleton count, "events": (step, reason) per dropped reference}``.
+    """
+
+    def expand(self, pcolls: dict[str, beam.PCollection]) -> beam.PCollection:
+        dropped = (
+            pcolls["events"]
+            | "EventKey" >> beam.Map(lambda e: (tuple(e), 1))
+            | "CountEvents" >> beam.CombinePerKey(sum)
+            | "EventsToList" >> beam.combiners.ToList()
+        )
+        return (
+            pcolls["refs_in"].pipeline
+            | "ImageFunnelSeed" >> beam.Create([None])
+            | "BuildImageFunnel"
+            >> beam.Map(
+                lambda _, n, counts: [s.to_dict() for s in build_funnel(IMAGE_STEPS, n, dict(counts))],
+                AsSingleton(pcolls["refs_in"]),
+                AsSingleton(dropped),
+            )
+        )
+
+
+# --------------------------------------------------------------------------- CLIP, stages, output
+
+
+def _resolve_clip_filter(quantiles: list[float], filt: ClipScoreFilter) -> ClipScoreFilter:
+    if not quantiles:
+        return filt.with_threshold(0.0)
+    return filt.with_threshold(quantiles[round(filt.quantile * (len(quantiles) - 1))])
+
+
+def _score_pages(pages: beam.PCollection, config: InterleavedConfig) -> tuple[beam.PCollection, list]:
+    from pipelines.models import ClipPageHandler, RunModel  # imports torch: only when CLIP runs
+
+    scored = pages | "ClipScorePages" >> RunModel(ClipPageHandler(config.clip, config.reorder_margin), step="clip_score")
+    clip_filter = config.filters.clip
+    resolved = None
+    if clip_filter.needs_corpus_quantile:
+        resolved = (
+            scored.kept
+            | "Scores" >> beam.Map(lambda d: d.stats.get(SCORE_KEY, float("nan")))
+            | "ScoredOnly" >> beam.Filter(lambda score: score == score)
+            | "ScoreQuantiles" >> beam.ApproximateQuantiles.Globally(QUANTILE_RESOLUTION + 1)
+            | "ResolveThreshold" >> beam.Map(_resolve_clip_filter, clip_filter)
+        )
+    judged = scored.kept | "ClipFilter" >> ApplyFilter(clip_filter, step="clip_score", resolved=resolved)
+    return judged.kept, [scored.rejects, judged.rejects]
+
+
+def _stage_prefix(output_dir: str, stage: str, table: str) -> str:
+    return FileSystems.join(output_dir, "stages", stage, table)
+
+
+def _unique_image(item: tuple[str, Iterable[ImageData]]) -> dict[str, Any]:
+    return dataclasses.asdict(next(iter(item[1])))
+
+
+class WriteStage(beam.PTransform):
+    """Writes a stage's pages (image bytes left out) and its images (each once) as Parquet."""
+
+    def __init__(self, output_dir: str, stage: str):
+        super().__init__()
+        self._output_dir = output_dir
+        self._stage = stage
+
+    def expand(self, pages: beam.PCollection) -> beam.PCollection:
+        rows = pages | "PageRows" >> beam.Map(lambda d: to_row(dataclasses.replace(d, images=[])))
+        _ = rows | "WritePages" >> beam.io.WriteToParquet(
+            _stage_prefix(self._output_dir, self._stage, "pages"), schema=InterleavedDoc.SCHEMA,
+            file_name_suffix=".parquet",
+        )
+        return (
+            pages
+            | "StageImages" >> beam.FlatMap(lambda d: [(image.sha256, image) for image in d.images])
+            | "GroupImages" >> beam.GroupByKey()
+            | "ImageRows" >> beam.Map(_unique_image)
+            | "WriteImages" >> beam.io.WriteToParquet(
+                _stage_prefix(self._output_dir, self._stage, "images"), schema=IMAGE_SCHEMA,
+                file_name_suffix=".parquet",
+            )
+        )
+
+
+def _with_images(item: tuple[str, dict[str, list]]) -> Iterable[InterleavedDoc]:
+    _, joined = item
+    images = {image.sha256: image for image in joined["image"]}
+    for doc in joined["doc"]:
+        wanted = [s.image_sha256 for s in doc.segments if s.kind == "image"]
+        yield dataclasses.replace(doc, images=[images[sha] for sha in dict.fromkeys(wanted) if sha in images])
+
+
+class ReadStage(beam.PTransform):
+    """Reads a stage written by :class:`WriteStage` back into pages with their images."""
+
+    def __init__(self, output_dir: str, stage: str):
+        super().__init__()
+        self._output_dir = output_dir
+        self._stage = stage
+
+    def expand(self, pipeline: beam.Pipeline) -> beam.PCollection:
+        pages = pipeline | "ReadPages" >> beam.io.ReadFromParquet(
+            _stage_prefix(self._output_dir, self._stage, "pages") + "*.parquet"
+        ) | "PageRecords" >> beam.Map(lambda row: from_row(InterleavedDoc, row))
+        images = pipeline | "ReadImages" >> beam.io.ReadFromParquet(
+            _stage_prefix(self._output_dir, self._stage, "images") + "*.parquet"
+        ) | "ImageRecords" >> beam.Map(lambda row: ImageData(**row))
+        wanted = pages | "WantedImages" >> beam.FlatMap(
+            lambda d: [(s.image_sha256, d.id) for s in d.segments if s.kind == "image"]
+        )
+        per_page = (
+            {"page": wanted, "image": images | "KeyImages" >> beam.Map(lambda i: (i.sha256, i))}
+            | "JoinImages" >> beam.CoGroupByKey()
+            | "ImagePerPage" >> beam.FlatMap(lambda kv: [(page, image) for page in kv[1]["page"] for image in kv[1]["image"][:1]])
+        )
+        return (
+            {"doc": pages | "KeyPages" >> beam.Map(lambda d: (d.id, d)), "image": per_page}
+            | "JoinPages" >> beam.CoGroupByKey()
+            | "RebuildPages" >> beam.FlatMap(_with_images)
+        )
+
+
+class ToSamples(beam.DoFn):
+    """Pages -> shard samples, with the tokenizer loaded once per worker."""
+
+    def __init__(self, tokens: TokenSettings):
+        self._tokens = tokens
+
+    def setup(self) -> None:
+        self._tokenizer = TextTokenizer.load(self._tokens.text_tokenizer)
+
+    def process(self, doc: InterleavedDoc) -> Iterable[Any]:
+        yield interleaved_sample(doc, self._tokenizer, self._tokens.image_resolution)
+
+
+def _page_steps(
+    pages: beam.PCollection, config: InterleavedConfig, rejects: list, output_dir: str, stop_after: str | None
+) -> beam.PCollection | None:
+    """URL dedup, language (the text rules are English-tuned), paragraph and page text quality,
+    MinHash page dedup; None when stopped at ``text_quality``."""
+    newest = (
+        pages
+        | "KeyByUrl" >> beam.Map(lambda d: (d.url, d))
+        | "GroupCaptures" >> beam.GroupByKey()
+        | "KeepNewestCapture" >> beam.FlatMap(_keep_newest).with_outputs(REJECTS, main="kept")
+    )
+    language = newest.kept | "Language" >> ApplyFilter(config.filters.language, step="language")
+    cleaned = language.kept | "CleanParagraphs" >> beam.FlatMap(
+        _clean_paragraphs, config.filters.paragraphs
+    ).with_outputs(REJECTS, main="kept")
+    judged = cleaned.kept | "TextQuality" >> ApplyFilter(config.filters.text, step="text_quality")
+    rejects.extend([newest[REJECTS], language.rejects, cleaned[REJECTS], judged.rejects])
+    if _write_stage(judged.kept, output_dir, "text_quality", stop_after):
+        return None
+    deduped = judged.kept | "PageDedup" >> NearDedup(config.page_dedup, step="page_dedup")
+    rejects.append(deduped[REJECTS])
+    return deduped.kept
+
+
+def build(
+    pipeline: beam.Pipeline,
+    input_glob: str,
+    output_dir: str,
+    config: InterleavedConfig,
+    stop_after: str | None = None,
+    resume_from: str | None = None,
+) -> None:
+    """Adds the interleaved pipeline to ``pipeline``.
+
+    Args:
+        stop_after: write this stage's tables and stop (no shards, no manifest).
+        resume_from: read this stage's tables from ``output_dir`` instead of the WARCs.
+    """
+    if resume_from is not None and resume_from not in RESUMABLE:
+        raise ValueError(f"--resume-from takes one of {', '.join(RESUMABLE)}, got {resume_from!r}")
+    if stop_after is not None and stop_after not in STAGES:
+        raise ValueError(f"--stop-after takes one of {', '.join(STAGES)}, got {stop_after!r}")
+    rejects: list[beam.PCollection] = []
+    image_counts = None
+    if resume_from is None:
+        read = pipeline | "Read" >> ReadWarcPages(input_glob, config.pages)
+        inputs = read.pages
+        pages, read_rejects = split_rejects(read.pages, "SplitReadRejects")
+        rejects.append(read_rejects)
+        if _write_stage(pages, output_dir, "extract", stop_after):
+            return
+        pages = _page_steps(pages, config, rejects, output_dir, stop_after)
+        if pages is None or _write_stage(pages, output_dir, "page_dedup", stop_after):
+            return
+        pages, image_rejects, events, refs_in = {"pages": pages, "payloads": read.images} | "Images" >> AttachImages(config)
+        rejects.append(image_rejects)
+        image_counts = {"refs_in": refs_in, "events": events}
+        _ = pages | "WriteImagesStage" >> WriteStage(output_dir, "images")
+        if stop_after == "images":
+            return
+        steps = STEPS
+    else:
+        pages = pipeline | "Resume" >> ReadStage(output_dir, resume_from)
+        inputs = pages
+        steps = STEPS[STEPS.index(resume_from) + 1 :]
+    if config.score_clip and resume_from != "clip_score":
+        pages, clip_rejects = _score_pages(pages, config)
+        rejects.extend(clip_rejects)
+        _ = pages | "WriteClipStage" >> WriteStage(output_dir, "clip_score")
+        if stop_after == "clip_score":
+            return
+    _write_outputs(pipeline, pages, inputs, rejects, image_counts, output_dir, config, steps)
+
+
+def _write_stage(pages: beam.PCollection, output_dir: str, stage: str, stop_after: str | None) -> bool:
+    if stop_after != stage:
+        return False
+    _ = pages | f"WriteStage_{stage}" >> WriteStage(output_dir, stage)
+    return True
+
+
+def _write_outputs(
+    pipeline: beam.Pipeline,
+    pages: beam.PCollection,
+    inputs: beam.PCollection,
+    rejects: list[beam.PCollection],
+    image_counts: dict[str, beam.PCollection] | None,
+    output_dir: str,
+    config: InterleavedConfig,
+    steps: tuple[str, ...],
+) -> None:
+    all_rejects = rejects | "AllRejects" >> beam.Flatten() if rejects else pipeline | "NoRejects" >> beam.Create([])
+    shards = (
+        pages
+        | "ToSamples" >> beam.ParDo(ToSamples(config.tokens))
+        | "WriteShards"
+        >> WriteShards(output_dir, config.dataset, config.shards.partitions, config.shards.max_samples,
+                       config.shards.max_bytes)
+    )
+    _ = all_rejects | "WriteRejects" >> WriteRejects(output_dir)
+    counts = {"inputs": inputs, "rejects": all_rejects} | "CountFunnel" >> CountFunnel()
+    models = (
+        ({"name": config.clip.model, "role": "clip", "weights": config.clip.weights_source()},)
+        if config.score_clip
+        else ()
+    )
+    header = ManifestHeader(dataset=config.dataset, config=to_mapping(config), models=models, steps=steps)
+    manifest_inputs = {"shards": shards, "counts": counts}
+    if image_counts is not None:
+        manifest_inputs["extra"] = image_counts | "ImageFunnel" >> ImageFunnel() | "AsExtra" >> beam.Map(
+            lambda funnel: {"image_funnel": funnel}
+        )
+    _ = manifest_inputs | "WriteManifest" >> WriteManifest(output_dir, header)
+
+
+def run(
+    input_glob: str,
+    output_dir: str,
+    config: InterleavedConfig,
+    beam_args: list[str],
+    stop_after: str | None = None,
+    resume_from: str | None = None,
+) -> bool:
+    """Builds and runs the interleaved pipeline with runner options from ``beam_args``.
+
+    Returns:
+        False when the runner only translated the job (``--dry_run=True``), True when it ran.
+    """
+    options = PipelineOptions(beam_args)
+    with beam.Pipeline(options=options) as pipeline:
+        build(pipeline, input_glob, output_dir, config, stop_after, resume_from)
+    return not options.get_all_options().get("dry_run")
