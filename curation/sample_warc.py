@@ -52,7 +52,7 @@ class WarcCorpus:
         images: image URL -> encoded bytes, as stored in the WARC's image records.
         duplicate_groups: URLs of mutual duplicates, of which exactly one page must survive.
         removed_images: image URL -> the image step that must remove it from every surviving page.
-        texts: URL -> a sentence the page's extracted text must contain.
+        texts: URL -> a sentence the page's extracted text must contain, as written.
     """
 
     data: bytes = b""
@@ -169,7 +169,6 @@ def make_warc_corpus(seed: int = 0, hostile: bool = False) -> WarcCorpus:
         figures = [_figure(picture, "A photo for the story", layout), *extra_images]
         html = _article(_paragraphs(text), figures, url.rsplit("/", 1)[-1].replace("-", " "), **kwargs)
         out.response(url, html.encode("utf-8"), "text/html; charset=utf-8", day=day)
-        corpus.texts[url] = text.split(". ")[0]
 
     # Ordinary stories: the header picture on HEADER_PAGES of them, the re-encoded copy on half.
     for index in range(HEADER_PAGES + 4):
@@ -191,7 +190,7 @@ def make_warc_corpus(seed: int = 0, hostile: bool = False) -> WarcCorpus:
     )
     recrawled = f"{SITE}/astronomy/recrawled"
     add_page(recrawled, topic_document(rng, "astronomy", 4), [], day=1)
-    add_page(recrawled, topic_document(rng, "astronomy", 4), [], day=5)  # the newer crawl must win
+    add_page(recrawled, topic_document(rng, "astronomy", 4), [], day=5)  # the newer capture must win
     corpus.survivors.add(recrawled)
 
     # Images that must go while their page stays.

@@ -1,0 +1,197 @@
+"""End to end: `curate interleaved` on a generated WARC with planted cases, on two runners."""
+
+import json
+import shutil
+import tarfile
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from curation.config import load_config
+from curation.sample_warc import HEADER_PICTURE, HEADER_PICTURE_VARIANT, make_warc_corpus
+from curation.web_pages import page_id
+from manifests.manifest import load_manifest, validate_manifest, verify_manifest
+from pipelines import interleaved
+from pipelines.cli import INTERLEAVED_RESUMABLE, INTERLEAVED_STAGES, main
+
+TEST_CONFIG = """
+dataset: interleaved-test
+download:
+  fetch_missing: false
+filters:
+  clip:
+    threshold: -1.0
+clip:
+  model: curation-tiny
+  batch_size: 8
+shards:
+  max_samples: 5
+  partitions: 2
+"""
+RUNNERS = {
+    "multiprocess": ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2"],
+    "portable": ["--runner=PortableRunner", "--environment_type=LOOPBACK"],
+}
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return make_warc_corpus(seed=3)
+
+
+@pytest.fixture(scope="module")
+def warc(corpus, tmp_path_factory):
+    path = tmp_path_factory.mktemp("warc-input") / "crawl-00000.warc.gz"
+    path.write_bytes(corpus.data)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config(interleaved.InterleavedConfig, text=TEST_CONFIG)
+
+
+@pytest.fixture(scope="module")
+def runs(warc, config, job_service, tmp_path_factory):
+    outputs = {}
+    for name, args in RUNNERS.items():
+        out = tmp_path_factory.mktemp(name)
+        if name == "portable":
+            args = [*args, f"--job_endpoint={job_service}"]
+        interleaved.run(warc, str(out), config, args)
+        outputs[name] = out
+    return outputs
+
+
+def pages(out: Path) -> dict[str, tuple[dict, dict[str, bytes]]]:
+    """URL -> (the sample's json, its other files) of every sample in the shards."""
+    found = {}
+    for path in sorted((out / "shards").glob("*.tar")):
+        with tarfile.open(path) as tar:
+            members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+        for name, data in members.items():
+            if name.endswith(".json"):
+                key = name[: -len(".json")]
+                files = {n[len(key) + 1 :]: d for n, d in members.items() if n.startswith(key + ".") and n != name}
+                info = json.loads(data)
+                found[info["url"]] = (info, files)
+    return found
+
+
+def test_stage_names_match_the_cli():
+    assert INTERLEAVED_STAGES == interleaved.STAGES
+    assert INTERLEAVED_RESUMABLE == interleaved.RESUMABLE
+
+
+def test_both_runners_write_identical_shards(runs):
+    first, second = ({p.name: p.read_bytes() for p in (runs[n] / "shards").glob("*.tar")} for n in RUNNERS)
+    assert first and first == second
+
+
+def test_planted_cases_leave_exactly_the_expected_survivors(runs, corpus):
+    out = runs["multiprocess"]
+    kept = pages(out)
+    winners = [min(group, key=lambda url: page_id(url, "2026-03-01T12:00:00Z")) for group in corpus.duplicate_groups]
+    assert set(kept) == corpus.survivors | set(winners)
+
+    rejects = pq.read_table(out / "rejects").to_pylist()
+    by_url = {}
+    for row in rejects:
+        by_url.setdefault(row["url"], []).append((row["step"], row["reason"]))
+    for url, step in corpus.dropped.items():
+        assert [s for s, _ in by_url[url]] == [step], url
+    for group, winner in zip(corpus.duplicate_groups, winners):
+        for url in set(group) - {winner}:
+            assert by_url[url] == [("page_dedup", "near_duplicate")], url
+    recrawled = [url for url, count in Counter(corpus.pages).items() if count == 2]
+    assert recrawled and all(by_url[url] == [("url_dedup", "older_capture")] for url in recrawled)
+    older = {row["id"] for row in rejects if row["step"] == "url_dedup"}
+    assert older == {page_id(url, "2026-03-01T12:00:00Z") for url in recrawled}, "the newer capture must win"
+    assert Counter(r["reason"] for r in rejects if r["dead_letter"]) == {"corrupt_member": 1}
+
+
+def test_images_are_filtered_and_deduplicated(runs, corpus):
+    kept = pages(runs["multiprocess"])
+    urls = {seg["url"] for info, _ in kept.values() for seg in info["segments"] if seg["type"] == "image"}
+    assert not urls & set(corpus.removed_images), "a planted image survived"
+    assert HEADER_PICTURE in corpus.removed_images and HEADER_PICTURE_VARIANT in corpus.removed_images
+    for info, files in kept.values():
+        images = [seg for seg in info["segments"] if seg["type"] == "image"]
+        assert images, info["url"]
+        assert {seg["image"] for seg in images} == set(files), "every image file is referenced, and only those"
+        assert len({seg["url"] for seg in images}) == len(images), "an image repeated inside a page"
+    funnel = {step["step"]: step["dropped"] for step in load_manifest(str(runs["multiprocess"] / "manifest.json"))["extra"]["image_funnel"]}
+    # The picture is on 6 pages and its re-encoded copy on 6 others: only perceptual dedup sees 12 > 10.
+    assert funnel["image_dedup"] == {"on_too_many_pages": 12}
+    assert funnel["image_quality"] == {"small_image": 2, "bad_aspect": 1}
+    assert funnel["image_url"] == {"image_url_ban_word": 1, "repeated_in_page": 1}
+
+
+def test_text_is_decoded_extracted_and_in_order(runs, corpus):
+    kept = pages(runs["multiprocess"])
+    assert corpus.texts and set(corpus.texts) <= set(kept)
+    for url, sentence in corpus.texts.items():
+        text = " ".join(seg["text"] for seg in kept[url][0]["segments"] if seg["type"] == "text")
+        assert sentence in " ".join(text.split()), url
+    for info, _ in kept.values():
+        joined = " ".join(seg["text"] for seg in info["segments"] if seg["type"] == "text")
+        assert "cookies" not in joined and "All rights reserved" not in joined and "Most read" not in joined
+        assert "clip_score" in info["stats"]
+        assert isinstance(info["meta"]["image_moves"], list)
+
+
+def test_manifest_counts_every_page(runs, corpus):
+    path = runs["multiprocess"] / "manifest.json"
+    manifest = load_manifest(str(path))
+    assert validate_manifest(manifest) == [] and verify_manifest(str(path)) == []
+    rejects = pq.read_table(runs["multiprocess"] / "rejects").num_rows
+    assert manifest["funnel"][0]["in"] == manifest["totals"]["samples"] + rejects
+    assert manifest["funnel"][0]["in"] == len(corpus.pages) + 2  # + the PDF + the truncated member
+    assert [s["step"] for s in manifest["funnel"]] == list(interleaved.STEPS)
+    assert manifest["totals"]["visual_tokens"] > 0 and manifest["totals"]["text_tokens"] > 0
+    assert "random-init" in manifest["models"][0]["weights"]
+
+
+def test_resume_from_the_images_stage_gives_the_same_shards(runs, config, tmp_path):
+    out = tmp_path / "resumed"
+    shutil.copytree(runs["multiprocess"] / "stages", out / "stages")
+    interleaved.run("unused", str(out), config, ["--runner=DirectRunner"], resume_from="images")
+    original = {p.name: p.read_bytes() for p in (runs["multiprocess"] / "shards").glob("*.tar")}
+    assert {p.name: p.read_bytes() for p in (out / "shards").glob("*.tar")} == original
+    manifest = load_manifest(str(out / "manifest.json"))
+    assert [s["step"] for s in manifest["funnel"]] == ["clip_score"]
+
+
+def test_stop_after_extract_writes_every_page_unfiltered(warc, corpus, tmp_path, capsys):
+    out = tmp_path / "extract"
+    argv = ["interleaved", "--input", warc, "--output", str(out), "--stop-after", "extract",
+            "--set", "score_clip=false", "--runner=DirectRunner"]
+    assert main(argv) == 0
+    rows = [row for part in sorted((out / "stages" / "extract").glob("pages-*.parquet"))
+            for row in pq.read_table(part).to_pylist()]
+    extracted = [url for url in corpus.pages if corpus.dropped.get(url) != "extract"]
+    assert sorted(row["url"] for row in rows) == sorted(extracted)
+    assert all(row["segments"] for row in rows)
+    assert not (out / "shards").exists() and not (out / "manifest.json").exists()
+    assert "stage tables" in capsys.readouterr().out
+
+
+def test_hostile_warc_finishes_and_the_bad_parts_show(tmp_path):
+    corpus = make_warc_corpus(seed=4, hostile=True)
+    path = tmp_path / "hostile.warc.gz"
+    path.write_bytes(corpus.data)
+    out = tmp_path / "out"
+    config = load_config(interleaved.InterleavedConfig, text=TEST_CONFIG + "score_clip: false\n")
+    interleaved.run(str(path), str(out), config, ["--runner=DirectRunner"])
+    manifest = load_manifest(str(out / "manifest.json"))
+    dropped = {step["step"]: step["dropped"] for step in manifest["funnel"]}
+    assert dropped["read"] == {"corrupt_member": 1, "not_html": 1, "page_too_large": 1}
+    images = {step["step"]: step["dropped"] for step in manifest["extra"]["image_funnel"]}
+    assert images["image_cap"] == {"over_page_limit": 10_000 - 30}
+    assert images["image_fetch"] == {"not_in_warc": 30}
+    rejects = pq.read_table(out / "rejects").to_pylist()
+    many = [r for r in rejects if r["url"].endswith("ten-thousand-images")]
+    assert [(r["step"], r["reason"]) for r in many] == [("images", "no_images_left")]
+    assert "https://news.example.test/cooking/cafe" in pages(out)
