@@ -6,7 +6,7 @@ import yaml
 from pipelines.cli import build_parser, main
 
 
-@pytest.mark.parametrize("argv", [[], ["pairs"], ["manifest"], ["manifest", "verify"], ["manifest", "show"], ["demo"]])
+@pytest.mark.parametrize("argv", [[], ["pairs"], ["interleaved"], ["text"], ["train-quality"], ["manifest"], ["manifest", "verify"], ["manifest", "show"], ["demo"]])
 def test_every_command_has_help(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args([*argv, "--help"])
@@ -53,10 +53,11 @@ def test_a_failed_job_exits_nonzero_with_one_line(tmp_path, capsys):
     assert err.count("curate: job failed") == 1
 
 
-def test_pairs_translates_for_dataflow_offline(monkeypatch, capsys):
+@pytest.mark.parametrize("command", ["pairs", "interleaved"])
+def test_translates_for_dataflow_offline(command, monkeypatch, capsys):
     monkeypatch.setenv("NO_GCE_CHECK", "True")  # no probe of a GCE metadata server
     code = main([
-        "pairs", "--input", "gs://made-up-bucket/laion/*.parquet", "--output", "gs://made-up-bucket/out",
+        command, "--input", "gs://made-up-bucket/input/*", "--output", "gs://made-up-bucket/out",
         "--clip-model", "ViT-B-32", "--clip-pretrained", "gs://made-up-bucket/clip/vit-b-32.pt",
         "--runner=DataflowRunner", "--dry_run=True", "--no_auth", "--project=made-up-project", "--region=us-central1",
         "--temp_location=gs://made-up-bucket/tmp",
