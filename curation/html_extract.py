@@ -1,26 +1,37 @@
 """Main-content extraction: an HTML page to an interleaved list of text and image segments.
 
-Scripts, styles, form controls and hidden elements are removed; navigation,
-footers, asides, forms, captions and elements whose class or id names
-boilerplate (cookie banners, ads, share widgets, comments, related links, ...)
-are marked. The page is cut into blocks (the text directly owned by a
-block-level element, and images) in DOM order. The main content is chosen the
-way readability does: blocks with enough text and few links vote for their three
-nearest container ancestors, and the best container (discounted by its link
-density) wins. It is then widened to the highest ancestor that adds at least
-``climb_ratio`` times more content text than boilerplate text, and siblings that
-score well join it. Inside that region, marked and link-heavy blocks are
-dropped (à la jusText), headings that introduce nothing (``Related posts``
-before a link list) too, and the rest is kept in order, images in place.
+One walk over the parsed tree skips scripts, styles, form controls and hidden
+elements, marks navigation, footers, asides, forms, captions and elements whose
+class or id names boilerplate (cookie banners, ads, share widgets, comments,
+related links, ...; names are split at ``-``, ``_`` and camelCase), and cuts the
+page into blocks (the text directly owned by a block-level element, and images)
+in DOM order. A marked element that holds most of the page's content text is a
+layout wrapper (``content-sidebar-wrap``) and loses its mark. The main content
+is chosen the way readability does: blocks with enough text and few links vote
+for their three nearest container ancestors, and the best container
+(discounted by its link density) wins. It is then widened to the highest
+ancestor that adds at least ``climb_ratio`` times more content text than
+boilerplate text; siblings that score well join it, and so do the ``<header>``
+elements before it in its article (title and lead). Inside that region, marked
+and link-heavy blocks are dropped (à la jusText), so are datelines (short
+blocks holding a date or a time), headings and labels (``Read more:``) that
+introduce nothing but a link list, and short texts after the last long
+paragraph; the rest is kept in order, images in place.
+
+Elements are numbered in document order; the walk records each element's
+parent and the end of its subtree, so per-subtree sums and "is inside" tests
+cost one pass and one comparison instead of repeated ancestor walks.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from itertools import islice
 from urllib.parse import urljoin
 
-from lxml import etree, html as lxml_html
+from lxml import etree
 
 from curation.records import Segment
 
@@ -36,6 +47,8 @@ _BLOCK_TAGS = frozenset(
 _CONTAINERS = frozenset("div section article main body td blockquote center form aside header".split())
 _HEADINGS = frozenset("h1 h2 h3 h4 h5 h6".split())
 _PROTECTED = frozenset("html body main article".split())
+_ARTICLE_TAGS = frozenset(("article", "main"))
+_BOILERPLATE_ROLES = frozenset("navigation complementary contentinfo dialog alertdialog".split())
 _BOILERPLATE_WORDS = frozenset(
     "cookie cookies consent gdpr cmp cookiebar advert advertisement advertising ad ads adsense adslot adbox "
     "sponsor sponsored promo promotion share sharing shares sharebar social socials sharedaddy addthis "
@@ -45,9 +58,10 @@ _BOILERPLATE_WORDS = frozenset(
     "credit credits copyright byline dateline timestamp date time meta author caption".split()
 )
 _MODIFIERS = frozenset("has with no without show hide is js".split())
-_TOKEN = re.compile(r"[a-z]+")
+_TOKEN = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
 _SPACE = re.compile(r"\s+")
 _INVISIBLE = re.compile("[\u00ad\u200b\u200c\u200d\u2060\ufeff]")
+_DATE = re.compile(r"\b\d{1,4}[./-]\d{1,2}[./-]\d{2,4}\b|\b\d{1,2}:\d{2}\b")
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
 _LAZY_SRC = ("data-src", "data-original", "data-lazy-src", "data-url", "src")
 _LAZY_SRCSET = ("data-srcset", "data-lazy-srcset", "srcset")
@@ -67,6 +81,14 @@ class ExtractSettings:
         boilerplate_vote: weight of the votes of blocks inside boilerplate-looking elements.
         long_paragraph_chars: a paragraph this long ends the content proper; after the last one ...
         min_tail_chars: ... only texts at least this long are kept (drops bylines, dates, prompts).
+        max_dateline_chars: a block shorter than this that holds a date or a clock time
+            (``12.03.2020``, ``2020-03-12``, ``08:30``) is a dateline or byline and dropped.
+        max_label_chars: a block shorter than this that ends in a colon (``Read more:``) is a label:
+            like a heading, it is kept only when content follows it.
+        wrapper_share: a boilerplate-looking element holding at least this share of the page's
+            content text is a wrapper (``content-sidebar-wrap``, ``layout-with-sidebar``), not boilerplate.
+        max_html_chars: longer pages are cut to this many characters first, which bounds time and
+            memory (about 8 s and 300 MB per 10 million characters); main content comes early.
         keep_images: emit image segments.
     """
 
@@ -78,17 +100,61 @@ class ExtractSettings:
     boilerplate_vote: float = 0.25
     long_paragraph_chars: int = 75
     min_tail_chars: int = 40
+    max_dateline_chars: int = 60
+    max_label_chars: int = 50
+    wrapper_share: float = 0.5
+    max_html_chars: int = 10_000_000
     keep_images: bool = True
 
 
 @dataclass
 class _Block:
-    owner: etree._Element
+    """A text block or an image; ``owner`` and ``marks`` are element numbers (see :class:`_Tree`)."""
+
+    owner: int
     text: str = ""
     link_chars: int = 0
     image_url: str = ""
     heading: bool = False
-    boilerplate: tuple[etree._Element, ...] = ()
+    marks: tuple[int, ...] = ()
+
+
+@dataclass
+class _Tree:
+    """The walked page: elements in document order, their parents and subtree ends, and the blocks.
+
+    Element ``i`` has parent ``parents[i]`` (``-1`` for the root) and its
+    subtree is the elements ``i`` to ``ends[i] - 1``.
+    """
+
+    tags: list[str]
+    parents: list[int]
+    ends: list[int]
+    blocks: list[_Block]
+    headers: list[int]
+
+    def contains(self, outer: int, inner: int) -> bool:
+        return outer <= inner < self.ends[outer]
+
+    def subtree_sums(self, values: dict[int, float]) -> list[float]:
+        """Per element, the sum of ``values`` (per element number) over its subtree."""
+        sums = [0.0] * len(self.tags)
+        for i, value in values.items():
+            sums[i] = value
+        for i in range(len(sums) - 1, 0, -1):
+            sums[self.parents[i]] += sums[i]
+        return sums
+
+    @cached_property
+    def text_sums(self) -> tuple[list[float], list[float]]:
+        """Per element, the characters and the link characters of the text blocks in its subtree."""
+        chars: dict[int, float] = {}
+        links: dict[int, float] = {}
+        for block in self.blocks:
+            if not block.image_url:
+                chars[block.owner] = chars.get(block.owner, 0) + len(block.text)
+                links[block.owner] = links.get(block.owner, 0) + block.link_chars
+        return self.subtree_sums(chars), self.subtree_sums(links)
 
 
 def extract_document(html: str, url: str, settings: ExtractSettings = ExtractSettings()) -> list[Segment]:
@@ -104,23 +170,24 @@ def extract_document(html: str, url: str, settings: ExtractSettings = ExtractSet
         ``Segment(kind="image", image_url=..., text=alt)`` per kept image; empty
         when the input is not HTML or nothing is left.
     """
-    root = _parse(html)
+    root = _parse(html[: settings.max_html_chars])
     if root is None:
         return []
-    base = _base_url(root, url)
-    boilerplate = _clean(root)
-    blocks = _blocks(root, base, boilerplate, settings)
-    region = _main_region(blocks, settings)
+    tree = _Walker(_base_url(root, url), settings).run(root)
+    region = _main_region(tree, settings)
     if not region:
         return []
-    holders = {region[0], *region[0].iterancestors()}
-    inside = set(region)
-    kept = [b for b in blocks if _inside(b.owner, inside) and holders.issuperset(b.boilerplate)]
+    top = region[0]
+    kept = [
+        b
+        for b in tree.blocks
+        if any(tree.contains(r, b.owner) for r in region) and all(tree.contains(m, top) for m in b.marks)
+    ]
     segments = []
     for i, block in enumerate(kept):
         if block.image_url:
             segments.append(Segment(kind="image", image_url=block.image_url, text=block.text))
-        elif _good(block, settings) and (not block.heading or _introduces(kept[i + 1 :], settings)):
+        elif _good(block, settings) and (not _introducer(block, settings) or _introduces(kept, i, settings)):
             segments.append(Segment(kind="text", text=block.text))
     segments = _trim_tail(segments, settings)
     if not any(s.kind == "text" for s in segments):
@@ -138,13 +205,21 @@ def _trim_tail(segments: list[Segment], settings: ExtractSettings) -> list[Segme
 
 
 def _good(block: _Block, settings: ExtractSettings) -> bool:
+    """Whether a text block is long enough, not a dateline, and not mostly links."""
     shortest = 1 if block.heading else settings.min_paragraph_chars
-    return len(block.text) >= shortest and block.link_chars / len(block.text) <= settings.max_link_density
+    if len(block.text) < shortest or (len(block.text) < settings.max_dateline_chars and _DATE.search(block.text)):
+        return False
+    return block.link_chars / len(block.text) <= settings.max_link_density
 
 
-def _introduces(following: list[_Block], settings: ExtractSettings) -> bool:
-    """Whether a heading is followed by content (not by a link list, as "Related posts" is)."""
-    for block in following:
+def _introducer(block: _Block, settings: ExtractSettings) -> bool:
+    """Whether a text block announces what follows: a heading, or a short label ending in a colon."""
+    return block.heading or (len(block.text) < settings.max_label_chars and block.text.endswith(":"))
+
+
+def _introduces(blocks: list[_Block], i: int, settings: ExtractSettings) -> bool:
+    """Whether ``blocks[i]`` is followed by content (not by a link list, as "Related posts:" is)."""
+    for block in islice(blocks, i + 1, None):
         if not block.image_url:
             return block.heading or _good(block, settings)
     return False
@@ -153,12 +228,11 @@ def _introduces(following: list[_Block], settings: ExtractSettings) -> bool:
 def _parse(html: str) -> etree._Element | None:
     if not html or "<" not in html:
         return None
-    parser = lxml_html.HTMLParser(encoding="utf-8", remove_comments=True, remove_pis=True)
+    parser = etree.HTMLParser(encoding="utf-8", remove_comments=True, remove_pis=True)
     try:
-        root = lxml_html.document_fromstring(html.encode("utf-8", errors="replace"), parser=parser)
-    except (etree.ParserError, ValueError):
+        return etree.fromstring(html.encode("utf-8", errors="replace"), parser=parser)
+    except (etree.ParserError, etree.XMLSyntaxError, ValueError):
         return None
-    return root
 
 
 def _base_url(root: etree._Element, url: str) -> str:
@@ -169,116 +243,145 @@ def _base_url(root: etree._Element, url: str) -> str:
     return url
 
 
-def _classes(el: etree._Element) -> set[str]:
-    """Words of the class and id names, up to a state modifier (``has-ads``, ``no-sidebar``) or a BEM
-    modifier (``l-outer--nav`` gives ``l``, ``outer``)."""
-    words = set()
-    for name in f"{el.get('class', '')} {el.get('id', '')}".lower().split():
-        for part in _TOKEN.findall(name.split("--")[0]):
+@lru_cache(maxsize=65536)
+def _names_boilerplate(names: str) -> bool:
+    """Whether class and id names (space-separated) name boilerplate.
+
+    Each name counts up to a state modifier (``has-ads``, ``no-sidebar``) or a
+    BEM modifier (``l-outer--nav`` gives ``l``, ``outer``).
+    """
+    for name in names.split():
+        for part in map(str.lower, _TOKEN.findall(name.split("--")[0])):
             if part in _MODIFIERS:
                 break
-            words.add(part)
-    return words
+            if part in _BOILERPLATE_WORDS:
+                return True
+    return False
 
 
-def _clean(root: etree._Element) -> set[etree._Element]:
-    """Removes scripts, styles, forms controls and hidden elements; returns boilerplate-looking ones.
+def _hidden(el: etree._Element) -> bool:
+    style = el.get("style")
+    return el.get("hidden") is not None or (style is not None and _HIDDEN_STYLE.search(style) is not None)
 
-    Navigation, footers, asides, forms, page headers and elements whose class or
-    id names boilerplate (cookie, share, comments, ads, ...) are not removed but
-    returned: their blocks vote less for the main content and are kept only
-    when the main content lies inside them (some sites wrap the article in an
-    ``<aside>`` or a ``class="has-ads"`` section).
+
+def _looks_boilerplate(el: etree._Element, tag: str) -> bool:
+    """Navigation, footers, asides, forms, ARIA landmarks of the same and boilerplate class/id names."""
+    if tag in _BOILERPLATE_TAGS or el.get("aria-hidden") == "true" or el.get("role") in _BOILERPLATE_ROLES:
+        return True
+    names = f"{el.get('class', '')} {el.get('id', '')}"
+    return len(names) > 1 and _names_boilerplate(names)
+
+
+class _Walker:
+    """One pass over the parsed page: numbers elements, skips dropped ones, cuts blocks.
+
+    Boilerplate-looking elements are not removed but recorded as marks on the
+    blocks inside them: their blocks vote less for the main content and are kept
+    only when the main content lies inside them (some sites wrap the article in
+    an ``<aside>`` or a ``class="has-ads"`` section). A page ``<header>`` outside
+    any article is a mark only if more than 30% of its text is links, and
+    wrappers lose their marks (see :func:`_resolve_marks`).
     """
-    doomed, boilerplate = [], set()
-    for el in root.iter():
-        if not isinstance(el.tag, str):
-            doomed.append(el)
-            continue
-        tag = el.tag.lower()
-        if tag in _DROP_TAGS or _HIDDEN_STYLE.search(el.get("style", "")) or el.get("hidden") is not None:
-            doomed.append(el)
-        elif tag not in _PROTECTED and (
-            tag in _BOILERPLATE_TAGS
-            or (tag == "header" and not _in_article(el) and _link_density(el) > 0.3)
-            or el.get("aria-hidden") == "true"
-            or el.get("role") in ("navigation", "complementary", "contentinfo", "dialog", "alertdialog")
-            or _classes(el) & _BOILERPLATE_WORDS
-        ):
-            boilerplate.add(el)
-    for el in doomed:
-        if el.getparent() is not None and _attached(el, root):
-            el.drop_tree()
-    return {el for el in boilerplate if _attached(el, root)}
 
+    def __init__(self, base: str, settings: ExtractSettings) -> None:
+        self.base = base
+        self.settings = settings
+        self.tags: list[str] = []
+        self.parents: list[int] = []
+        self.ends: list[int] = []
+        self.blocks: list[_Block] = []
+        self.headers: list[int] = []
+        self.page_headers: list[int] = []
+        self.parts: list[str] = []
+        self.link_chars = 0
 
-def _attached(el: etree._Element, root: etree._Element) -> bool:
-    while el is not None and el is not root:
-        el = el.getparent()
-    return el is root
+    def run(self, root: etree._Element) -> _Tree:
+        self.walk(root, -1, (-1, (), False), (), False, False)
+        tree = _Tree(self.tags, self.parents, self.ends, self.blocks, self.headers)
+        _resolve_marks(tree, self.page_headers, self.settings)
+        return tree
 
-
-def _in_article(el: etree._Element) -> bool:
-    return any(a.tag in ("article", "main") for a in el.iterancestors())
-
-
-def _blocks(
-    root: etree._Element, base: str, boilerplate: set[etree._Element], settings: ExtractSettings
-) -> list[_Block]:
-    """Cuts the cleaned tree into text blocks and images, in DOM order."""
-    blocks: list[_Block] = []
-    parts: list[str] = []
-    link_chars = [0]
-
-    def flush(owner: etree._Element) -> None:
-        text = _SPACE.sub(" ", _INVISIBLE.sub("", "".join(parts))).strip()
-        if text:
-            heading = owner.tag in _HEADINGS or any(a.tag in _HEADINGS for a in owner.iterancestors())
-            marks = _marks(owner, boilerplate)
-            blocks.append(_Block(owner, text, min(link_chars[0], len(text)), heading=heading, boilerplate=marks))
-        parts.clear()
-        link_chars[0] = 0
-
-    def walk(el: etree._Element, owner: etree._Element, in_link: bool) -> None:
-        tag = el.tag if isinstance(el.tag, str) else ""
+    def walk(
+        self,
+        el: etree._Element,
+        parent: int,
+        owner: tuple[int, tuple[int, ...], bool],
+        marks: tuple[int, ...],
+        in_link: bool,
+        in_article: bool,
+    ) -> None:
+        """Visits ``el``; ``owner`` is the enclosing block element (number, marks, is a heading) and
+        ``marks`` the boilerplate-looking ancestors."""
+        tag = el.tag
+        if not isinstance(tag, str) or tag in _DROP_TAGS or _hidden(el):
+            self.add(el.tail, in_link)
+            return
+        number = len(self.tags)
+        self.tags.append(tag)
+        self.parents.append(parent)
+        self.ends.append(number + 1)
+        if tag not in _PROTECTED:
+            if _looks_boilerplate(el, tag):
+                marks = (*marks, number)
+            elif tag == "header" and not in_article:
+                marks = (*marks, number)
+                self.page_headers.append(number)
+        if tag == "header":
+            self.headers.append(number)
         if tag == "img" or tag == "picture":
-            flush(owner)
-            image = _image(el, base) if settings.keep_images else None
+            self.flush(owner)
+            image = _image(el, self.base) if self.settings.keep_images else None
             if image is not None:
-                blocks.append(_Block(owner, image[1], image_url=image[0], boilerplate=_marks(el, boilerplate)))
-            _add_tail(el, in_link)
+                self.blocks.append(_Block(owner[0], image[1], image_url=image[0], marks=marks))
+            self.add(el.tail, in_link)
             return
         block = tag in _BLOCK_TAGS
         if block:
-            flush(owner)
-            owner = el
+            self.flush(owner)
+            owner = (number, marks, owner[2] or tag in _HEADINGS)
         in_link = in_link or tag == "a"
-        _add(el.text, in_link)
+        in_article = in_article or tag in _ARTICLE_TAGS
+        self.add(el.text, in_link)
         for child in el:
-            walk(child, owner, in_link)
+            self.walk(child, number, owner, marks, in_link, in_article)
         if block:
-            flush(owner)
-        _add_tail(el, in_link and tag != "a")
+            self.flush(owner)
+        self.ends[number] = len(self.tags)
+        self.add(el.tail, in_link and tag != "a")
 
-    def _add(text: str | None, in_link: bool) -> None:
+    def add(self, text: str | None, in_link: bool) -> None:
         if text:
-            parts.append(text)
+            self.parts.append(text)
             if in_link:
-                link_chars[0] += len(_SPACE.sub("", text)) + 1
+                self.link_chars += len(text) - text.count(" ") - text.count("\n") + 1
 
-    def _add_tail(el: etree._Element, in_link: bool) -> None:
-        _add(el.tail, in_link)
+    def flush(self, owner: tuple[int, tuple[int, ...], bool]) -> None:
+        if not self.parts:
+            return
+        text = _SPACE.sub(" ", _INVISIBLE.sub("", "".join(self.parts))).strip()
+        if text:
+            link_chars = min(self.link_chars, len(text))
+            self.blocks.append(_Block(owner[0], text, link_chars, heading=owner[2], marks=owner[1]))
+        self.parts.clear()
+        self.link_chars = 0
 
-    walk(root, root, False)
-    flush(root)
-    return blocks
 
-
-def _marks(el: etree._Element, boilerplate: set[etree._Element]) -> tuple[etree._Element, ...]:
-    """The boilerplate-looking elements among ``el`` and its ancestors."""
-    if not boilerplate:
-        return ()
-    return tuple(a for a in (el, *el.iterancestors()) if a in boilerplate)
+def _resolve_marks(tree: _Tree, headers: list[int], settings: ExtractSettings) -> None:
+    """Unmarks page headers whose text is mostly not links, and wrappers holding most of the content."""
+    chars, links = tree.text_sums
+    plain = {h for h in headers if chars[h] and links[h] / chars[h] <= 0.3}
+    content: dict[int, float] = {}
+    for block in tree.blocks:
+        if _votes(block, settings):
+            content[block.owner] = content.get(block.owner, 0) + len(block.text)
+    content_sums = tree.subtree_sums(content)
+    if content_sums and content_sums[0]:
+        least = settings.wrapper_share * content_sums[0]
+        plain |= {m for block in tree.blocks for m in block.marks if content_sums[m] >= least}
+    if plain:
+        for block in tree.blocks:
+            if block.marks:
+                block.marks = tuple(m for m in block.marks if m not in plain)
 
 
 def _image(el: etree._Element, base: str) -> tuple[str, str] | None:
@@ -325,67 +428,77 @@ def _is_pixel(img: etree._Element) -> bool:
     return width in ("0", "1") or height in ("0", "1")
 
 
-def _main_region(blocks: list[_Block], settings: ExtractSettings) -> list[etree._Element]:
-    """The elements holding the main content: the best container and its good siblings."""
-    scores: dict[etree._Element, float] = {}
-    for block in blocks:
-        if block.image_url or len(block.text) < settings.min_scoring_chars:
-            continue
-        if block.link_chars / len(block.text) > 0.33:
+def _votes(block: _Block, settings: ExtractSettings) -> bool:
+    """Whether a block is content-like text: long enough and at most a third links."""
+    return (
+        not block.image_url
+        and len(block.text) >= settings.min_scoring_chars
+        and block.link_chars / len(block.text) <= 0.33
+    )
+
+
+def _main_region(tree: _Tree, settings: ExtractSettings) -> list[int]:
+    """The elements holding the main content: the best container, widened, its good siblings and
+    the headers before it in its article (titles and leads, see :func:`_leads`)."""
+    scores: dict[int, float] = {}
+    for block in tree.blocks:
+        if not _votes(block, settings):
             continue
         score = 1 + block.text.count(",") + min(len(block.text) // 100, 3)
-        if block.boilerplate:
+        if block.marks:
             score *= settings.boilerplate_vote
-        containers = (a for a in block.owner.iterancestors() if a.tag in _CONTAINERS)
-        for level, el in zip(range(3), containers):
-            scores[el] = scores.get(el, 0.0) + score / (level + 1)
+        level, el = 0, tree.parents[block.owner]
+        while level < 3 and el >= 0:
+            if tree.tags[el] in _CONTAINERS:
+                scores[el] = scores.get(el, 0.0) + score / (level + 1)
+                level += 1
+            el = tree.parents[el]
     if not scores:
         return []
-    final = {el: score * (1 - _link_density(el)) for el, score in scores.items()}
-    top = max(final, key=final.get)
-    best = final[top]
-    top = _widen(top, blocks, settings)
-    region = [top]
-    parent = top.getparent()
-    if parent is not None:
-        threshold = max(3.0, best * settings.sibling_ratio)
-        region += [s for s in parent if s is not top and final.get(s, 0.0) >= threshold]
-    return region
+    chars, links = tree.text_sums
+    final = {el: score * (1 - min(links[el] / chars[el], 1.0) if chars[el] else 0.0) for el, score in scores.items()}
+    best = max(final, key=final.get)
+    top = _widen(tree, best, settings)
+    parent = tree.parents[top]
+    threshold = max(3.0, final[best] * settings.sibling_ratio)
+    siblings = sorted(el for el, score in final.items() if el != top and tree.parents[el] == parent >= 0)
+    return [top, *(el for el in siblings if final[el] >= threshold), *_leads(tree, top)]
 
 
-def _widen(top: etree._Element, blocks: list[_Block], settings: ExtractSettings) -> etree._Element:
+def _leads(tree: _Tree, top: int) -> list[int]:
+    """The ``<header>`` elements before ``top`` inside its nearest ``<article>`` or ``<main>``.
+
+    News and blog templates put the title and the lead (standfirst, excerpt)
+    in an article header next to the body; marked parts of it (share
+    buttons, bylines) are still dropped by their marks.
+    """
+    article = tree.parents[top]
+    while article >= 0 and tree.tags[article] not in _ARTICLE_TAGS:
+        article = tree.parents[article]
+    if article < 0:
+        return []
+    return [h for h in tree.headers if article < h < top and not tree.contains(h, top)]
+
+
+def _widen(tree: _Tree, top: int, settings: ExtractSettings) -> int:
     """Climbs from ``top`` to the highest ancestor that adds more content text than boilerplate text.
 
     Content text is the text of blocks with few links outside boilerplate-looking
     elements; boilerplate text is everything else (link lists, menus, asides).
     """
-    content: dict[etree._Element, int] = {}
-    noise: dict[etree._Element, int] = {}
-    for block in blocks:
+    content: dict[int, float] = {}
+    noise: dict[int, float] = {}
+    for block in tree.blocks:
         if block.image_url:
             continue
-        good = not block.boilerplate and block.link_chars / len(block.text) <= 0.33
-        tally = content if good else noise
-        for el in (block.owner, *block.owner.iterancestors()):
-            tally[el] = tally.get(el, 0) + len(block.text)
-    best = top
-    for ancestor in top.iterancestors():
-        if ancestor.tag == "html":
-            break
-        gained = content.get(ancestor, 0) - content.get(best, 0)
-        cost = noise.get(ancestor, 0) - noise.get(best, 0)
+        tally = content if not block.marks and block.link_chars / len(block.text) <= 0.33 else noise
+        tally[block.owner] = tally.get(block.owner, 0) + len(block.text)
+    content_sums, noise_sums = tree.subtree_sums(content), tree.subtree_sums(noise)
+    best, el = top, tree.parents[top]
+    while el >= 0 and tree.tags[el] != "html":
+        gained = content_sums[el] - content_sums[best]
+        cost = noise_sums[el] - noise_sums[best]
         if gained > 0 and gained >= settings.climb_ratio * cost:
-            best = ancestor
+            best = el
+        el = tree.parents[el]
     return best
-
-
-def _link_density(el: etree._Element) -> float:
-    text = len(_SPACE.sub("", el.text_content()))
-    if not text:
-        return 1.0
-    links = sum(len(_SPACE.sub("", a.text_content())) for a in el.iter("a"))
-    return min(links / text, 1.0)
-
-
-def _inside(el: etree._Element, targets: set[etree._Element]) -> bool:
-    return el in targets or any(a in targets for a in el.iterancestors())

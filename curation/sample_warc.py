@@ -269,3 +269,26 @@ def _add_hostile(out: _Writer, rng: np.random.Generator) -> None:
     html = _boilerplate("\n".join(_paragraphs(topic_document(rng, "finance", 4))) + figures, "many images")
     out.response(many, html.encode("utf-8"), "text/html; charset=utf-8")
     corpus.dropped[many] = "images"
+
+
+def make_fetch_warc(image_base_url: str, seed: int = 0) -> WarcCorpus:
+    """Two pages whose images the WARC lacks: they must be fetched from ``image_base_url``.
+
+    Both pages show the same good picture (one fetch must serve both) and, each,
+    one image that fails: a 404, a corrupt file, and a redirect to the forbidden host.
+    """
+    rng = np.random.default_rng(seed)
+    out = _Writer()
+    good = f"{image_base_url}/img/{seed + 11}-400x300.jpg"
+    failing = [
+        [f"{image_base_url}/missing/photo.jpg", f"{image_base_url}/redirect-forbidden/{seed + 12}"],
+        [f"{image_base_url}/corrupt/{seed + 13}.jpg"],
+    ]
+    for index, bad in enumerate(failing):
+        url = f"{SITE}/fetched/page-{index}"
+        figures = [_figure(good, "A fetched photo", 0), *(_figure(src, "", 0) for src in bad)]
+        html = _article(_paragraphs(topic_document(rng, "astronomy", 4)), figures, f"fetched {index}")
+        out.response(url, html.encode("utf-8"), "text/html; charset=utf-8")
+        out.corpus.survivors.add(url)
+    out.corpus.data = b"".join(out.members)
+    return out.corpus

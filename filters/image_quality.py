@@ -12,7 +12,8 @@ from filters.base import Filter
 class ImageQualityFilter(Filter):
     """Drops images that are too small, too elongated, of an unwanted format or size.
 
-    Works on any record with an ``image`` (:class:`curation.records.ImageData`).
+    Works on any record with an ``image`` (:class:`curation.records.ImageData`); ``score``
+    also takes an :class:`~curation.records.ImageData` itself, for images inside a page.
 
     Attributes:
         min_side: the shorter side must be at least this many pixels.
@@ -30,7 +31,7 @@ class ImageQualityFilter(Filter):
     max_bytes: int = 20_000_000
 
     def score(self, record: Any) -> dict[str, Any]:
-        image = record.image
+        image = getattr(record, "image", record)
         short, long = sorted((image.width, image.height))
         return {
             "min_side": short,

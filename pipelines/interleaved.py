@@ -34,7 +34,7 @@ from curation.images import ImageRejected, ImageSettings, normalize_image
 from curation.minhash import MinHashSettings
 from curation.models.clip import ClipSpec
 from curation.records import IMAGE_TYPE, ImageData, InterleavedDoc, Reject, from_row, reject, to_row
-from curation.tokens import TextTokenizer, TokenSettings
+from curation.tokens import TokenSettings
 from curation.warc import WarcFailure, iter_warc
 from curation.web_pages import (
     PageSettings,
@@ -45,7 +45,7 @@ from curation.web_pages import (
     page_from_response,
     select_image_refs,
 )
-from filters.clip_score import SCORE_KEY, ClipScoreFilter
+from filters.clip_score import ClipScoreFilter
 from filters.image_dedup import ImageDedupSettings, canonical_in_bucket, phash_band_keys
 from filters.image_quality import ImageQualityFilter
 from filters.image_url import ImageUrlFilter
@@ -56,14 +56,13 @@ from manifests.samples import interleaved_sample
 from manifests.shards import ShardSettings
 from pipelines.io import ManifestHeader, MatchPaths, WriteManifest, WriteRejects, WriteShards, split_rejects
 from pipelines.text import NearDedup
-from pipelines.transforms import REJECTS, ApplyFilter, CountFunnel, count_drop
+from pipelines.transforms import REJECTS, ApplyFilter, CountFunnel, FilterClipScore, ToSamples, count_drop
 
 STEPS = ("read", "extract", "url_dedup", "language", "text_quality", "page_dedup", "images", "clip_score")
 IMAGE_STEPS = ("image_url", "image_cap", "image_fetch", "image_decode", "image_quality", "image_dedup")
 STAGES = ("extract", "text_quality", "page_dedup", "images", "clip_score")
 RESUMABLE = ("images", "clip_score")
 IMAGE_EVENTS = "image_events"
-QUANTILE_RESOLUTION = 1000
 IMAGE_SCHEMA = pa.schema(list(IMAGE_TYPE))
 
 
@@ -131,7 +130,10 @@ def _read_warc(path: str, settings: PageSettings) -> Iterable[Any]:
                 elif is_image_response(item):
                     yield TaggedOutput("images", (item.url, item.body))
                 else:
-                    yield page_from_response(item, name, settings)
+                    page = page_from_response(item, name, settings)
+                    if isinstance(page, Reject):
+                        count_drop(page.step, page.reason)
+                    yield page
     except Exception as error:  # an unopenable file is one dead letter
         yield Reject(id=name, source=path, step="read", reason="unreadable_file", dead_letter=True,
                      detail=repr(error)[:500])
@@ -221,9 +223,10 @@ class ResolveImageBytes(beam.DoFn):
             image = normalize_image(data, self._config.image)
         except ImageRejected as error:
             return url, pages, ("image_decode", error.reason)
-        verdict = self._config.filters.image(_ImageHolder(image))
-        if not verdict.keep:
-            return url, pages, ("image_quality", verdict.reason)
+        quality = self._config.filters.image
+        kept, reason = quality.keep(quality.score(image))
+        if not kept:
+            return url, pages, ("image_quality", reason)
         return url, pages, image
 
     def process(self, batch: list[tuple[str, dict[str, list]]]) -> Iterable[tuple[str, list[str], Any]]:
@@ -231,20 +234,12 @@ class ResolveImageBytes(beam.DoFn):
         yield from self._pool.map(self._resolve, referenced)
 
 
-@dataclass
-class _ImageHolder:
-    """What :class:`ImageQualityFilter` reads: a record with an ``image`` and ``stats``."""
-
-    image: ImageData
-    stats: dict = dataclasses.field(default_factory=dict)
-
-
 def _by_sha(item: tuple[str, Iterable[tuple[str, list[str], ImageData]]]) -> tuple[str, dict[str, Any]]:
     sha, copies = item
     copies = sorted(copies, key=lambda c: c[0])
     return sha, {
         "image": copies[0][2],
-        "urls": [url for url, _, _ in copies],
+        "refs": [(url, pages) for url, pages, _ in copies],
         "pages": sorted({page for _, pages, _ in copies for page in pages}),
     }
 
@@ -258,8 +253,8 @@ def _canonical_outcomes(item: tuple[str, Iterable[tuple[str, dict]]], settings: 
     pages = {page for _, info in members for page in info["pages"]}
     outcome: Any = ("image_dedup", "on_too_many_pages") if settings.too_common(len(pages)) else canonical
     for _, info in members:
-        for url in info["urls"]:
-            for page in info["pages"]:
+        for url, url_pages in info["refs"]:
+            for page in url_pages:
                 yield page, (url, outcome)
 
 
@@ -397,27 +392,11 @@ class ImageFunnel(beam.PTransform):
 # --------------------------------------------------------------------------- CLIP, stages, output
 
 
-def _resolve_clip_filter(quantiles: list[float], filt: ClipScoreFilter) -> ClipScoreFilter:
-    if not quantiles:
-        return filt.with_threshold(0.0)
-    return filt.with_threshold(quantiles[round(filt.quantile * (len(quantiles) - 1))])
-
-
 def _score_pages(pages: beam.PCollection, config: InterleavedConfig) -> tuple[beam.PCollection, list]:
     from pipelines.models import ClipPageHandler, RunModel  # imports torch: only when CLIP runs
 
     scored = pages | "ClipScorePages" >> RunModel(ClipPageHandler(config.clip, config.reorder_margin), step="clip_score")
-    clip_filter = config.filters.clip
-    resolved = None
-    if clip_filter.needs_corpus_quantile:
-        resolved = (
-            scored.kept
-            | "Scores" >> beam.Map(lambda d: d.stats.get(SCORE_KEY, float("nan")))
-            | "ScoredOnly" >> beam.Filter(lambda score: score == score)
-            | "ScoreQuantiles" >> beam.ApproximateQuantiles.Globally(QUANTILE_RESOLUTION + 1)
-            | "ResolveThreshold" >> beam.Map(_resolve_clip_filter, clip_filter)
-        )
-    judged = scored.kept | "ClipFilter" >> ApplyFilter(clip_filter, step="clip_score", resolved=resolved)
+    judged = scored.kept | "FilterClipScore" >> FilterClipScore(config.filters.clip)
     return judged.kept, [scored.rejects, judged.rejects]
 
 
@@ -491,19 +470,6 @@ class ReadStage(beam.PTransform):
             | "JoinPages" >> beam.CoGroupByKey()
             | "RebuildPages" >> beam.FlatMap(_with_images)
         )
-
-
-class ToSamples(beam.DoFn):
-    """Pages -> shard samples, with the tokenizer loaded once per worker."""
-
-    def __init__(self, tokens: TokenSettings):
-        self._tokens = tokens
-
-    def setup(self) -> None:
-        self._tokenizer = TextTokenizer.load(self._tokens.text_tokenizer)
-
-    def process(self, doc: InterleavedDoc) -> Iterable[Any]:
-        yield interleaved_sample(doc, self._tokenizer, self._tokens.image_resolution)
 
 
 def _page_steps(
@@ -600,7 +566,7 @@ def _write_outputs(
     all_rejects = rejects | "AllRejects" >> beam.Flatten() if rejects else pipeline | "NoRejects" >> beam.Create([])
     shards = (
         pages
-        | "ToSamples" >> beam.ParDo(ToSamples(config.tokens))
+        | "ToSamples" >> beam.ParDo(ToSamples(config.tokens, interleaved_sample))
         | "WriteShards"
         >> WriteShards(output_dir, config.dataset, config.shards.partitions, config.shards.max_samples,
                        config.shards.max_bytes)

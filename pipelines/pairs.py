@@ -21,17 +21,16 @@ from curation.images import ImageRejected, ImageSettings, normalize_image
 from curation.models.clip import ClipSpec
 from curation.readers import PairColumns, pair_from_row
 from curation.records import CaptionPair, reject
-from curation.tokens import TextTokenizer, TokenSettings
+from curation.tokens import TokenSettings
 from filters.caption import CaptionFilter
-from filters.clip_score import SCORE_KEY, ClipScoreFilter
+from filters.clip_score import ClipScoreFilter
 from filters.image_quality import ImageQualityFilter
 from manifests.samples import caption_pair_sample
 from manifests.shards import ShardSettings
 from pipelines.io import ManifestHeader, ReadParquetRecords, WriteManifest, WriteRejects, WriteShards, split_rejects
-from pipelines.transforms import REJECTS, ApplyFilter, CountFunnel, count_drop
+from pipelines.transforms import REJECTS, ApplyFilter, CountFunnel, FilterClipScore, ToSamples, count_drop
 
 STEPS = ("read", "caption", "dedup", "fetch", "decode", "image_quality", "clip_score")
-QUANTILE_RESOLUTION = 1000  # the corpus quantile of the CLIP filter is resolved to 0.1%
 
 
 @dataclass(frozen=True)
@@ -122,40 +121,11 @@ def _keep_first(item: tuple[str, Iterable[CaptionPair]]) -> Iterable[Any]:
         yield TaggedOutput(REJECTS, reject(duplicate, "dedup", "duplicate", detail=f"same as {first.source}"))
 
 
-class ToSamples(beam.DoFn):
-    """Turns kept records into shard samples, with the tokenizer loaded once per worker."""
-
-    def __init__(self, tokens: TokenSettings):
-        self._tokens = tokens
-
-    def setup(self) -> None:
-        self._tokenizer = TextTokenizer.load(self._tokens.text_tokenizer)
-
-    def process(self, record: CaptionPair) -> Iterable[Any]:
-        yield caption_pair_sample(record, self._tokenizer, self._tokens.image_resolution)
-
-
-def _resolve_clip_filter(quantiles: list[float], filt: ClipScoreFilter) -> ClipScoreFilter:
-    if not quantiles:
-        return filt.with_threshold(0.0)
-    index = round(filt.quantile * (len(quantiles) - 1))
-    return filt.with_threshold(quantiles[index])
-
-
 def _score_and_filter_clip(records: beam.PCollection, config: PairsConfig) -> tuple[beam.PCollection, list]:
     from pipelines.models import ClipScoreHandler, RunModel  # imports torch: only when CLIP runs
 
     scored = records | "ClipScore" >> RunModel(ClipScoreHandler(config.clip), step="clip_score")
-    clip_filter = config.filters.clip
-    resolved = None
-    if clip_filter.needs_corpus_quantile:
-        resolved = (
-            scored.kept
-            | "Scores" >> beam.Map(lambda r: r.stats[SCORE_KEY])
-            | "ScoreQuantiles" >> beam.ApproximateQuantiles.Globally(QUANTILE_RESOLUTION + 1)
-            | "ResolveThreshold" >> beam.Map(_resolve_clip_filter, clip_filter)
-        )
-    judged = scored.kept | "ClipFilter" >> ApplyFilter(clip_filter, step="clip_score", resolved=resolved)
+    judged = scored.kept | "FilterClipScore" >> FilterClipScore(config.filters.clip)
     return judged.kept, [scored.rejects, judged.rejects]
 
 
@@ -200,7 +170,7 @@ def build(pipeline: beam.Pipeline, input_glob: str, output_dir: str, config: Pai
 
     shards = (
         kept
-        | "ToSamples" >> beam.ParDo(ToSamples(config.tokens))
+        | "ToSamples" >> beam.ParDo(ToSamples(config.tokens, caption_pair_sample))
         | "WriteShards"
         >> WriteShards(
             output_dir,

@@ -8,17 +8,20 @@ job and every input is accounted for. The funnel is counted from those rows
 
 from __future__ import annotations
 
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import AsSingleton, TaggedOutput
 
 from curation.records import reject
+from curation.tokens import TextTokenizer, TokenSettings
 from filters.base import Filter
+from filters.clip_score import SCORE_KEY, ClipScoreFilter
 
 METRICS_NAMESPACE = "curation"
 REJECTS = "rejects"
+QUANTILE_RESOLUTION = 1000  # a corpus-quantile CLIP threshold is resolved to 0.1%
 
 
 class Split(NamedTuple):
@@ -119,3 +122,48 @@ class CountFunnel(beam.PTransform):
                 AsSingleton(dead),
             )
         )
+
+
+def _resolve_clip_filter(quantiles: list[float], filt: ClipScoreFilter) -> ClipScoreFilter:
+    if not quantiles:
+        return filt.with_threshold(0.0)
+    return filt.with_threshold(quantiles[round(filt.quantile * (len(quantiles) - 1))])
+
+
+class FilterClipScore(beam.PTransform):
+    """Applies a :class:`ClipScoreFilter` to records scored in ``stats["clip_score"]``.
+
+    With ``keep_fraction`` the threshold is the corpus quantile of the scores,
+    computed in the pipeline (records without a score take no part in it).
+    """
+
+    def __init__(self, filt: ClipScoreFilter):
+        super().__init__()
+        self._filter = filt
+
+    def expand(self, records: beam.PCollection) -> Split:
+        resolved = None
+        if self._filter.needs_corpus_quantile:
+            resolved = (
+                records
+                | "Scores" >> beam.Map(lambda r: r.stats.get(SCORE_KEY, float("nan")))
+                | "ScoredOnly" >> beam.Filter(lambda score: score == score)
+                | "ScoreQuantiles" >> beam.ApproximateQuantiles.Globally(QUANTILE_RESOLUTION + 1)
+                | "ResolveThreshold" >> beam.Map(_resolve_clip_filter, self._filter)
+            )
+        return records | "ClipFilter" >> ApplyFilter(self._filter, step=SCORE_KEY, resolved=resolved)
+
+
+class ToSamples(beam.DoFn):
+    """Turns kept records into shard samples with ``to_sample(record, tokenizer, image_resolution)``,
+    the tokenizer loaded once per worker."""
+
+    def __init__(self, tokens: TokenSettings, to_sample: Callable[[Any, TextTokenizer, str], Any]):
+        self._tokens = tokens
+        self._to_sample = to_sample
+
+    def setup(self) -> None:
+        self._tokenizer = TextTokenizer.load(self._tokens.text_tokenizer)
+
+    def process(self, record: Any) -> Iterable[Any]:
+        yield self._to_sample(record, self._tokenizer, self._tokens.image_resolution)

@@ -126,8 +126,87 @@ def test_ten_thousand_images_finish_quickly():
 
 def test_short_texts_after_the_last_paragraph_are_dropped():
     page = f"""<html><body><div class="story"><p>{ARTICLE[0]}</p><p>Short middle line.</p><p>{ARTICLE[1]}</p>
-    <p>Posted on 27.01.2022</p><p>Was this article helpful?</p></div></body></html>"""
+    <p>Written by Anna Berg</p><p>Was this article helpful?</p></div></body></html>"""
     texts = _texts(extract_document(page, "https://valley.example/"))
     assert texts == [ARTICLE[0], "Short middle line.", ARTICLE[1]]
     kept = extract_document(page, "https://valley.example/", ExtractSettings(min_tail_chars=10))
-    assert _texts(kept)[-2:] == ["Posted on 27.01.2022", "Was this article helpful?"]
+    assert _texts(kept)[-2:] == ["Written by Anna Berg", "Was this article helpful?"]
+
+
+LEAD = "Berlin's river valley is changing fast, and the people who live there are changing with it."
+ARTICLE_HEADER = f"""<header class="entry-header"><h1>A day in the valley</h1><div class="excerpt"><p>{LEAD}</p></div>
+  <div class="share"><a href="/f">Share on Facebook</a> <a href="/t">Share on Twitter</a> <a href="/m">Send by mail</a>
+  <a href="/p">Print this story</a> <a href="/c">Copy the link to this story</a></div></header>"""
+
+
+def test_title_and_lead_in_the_article_header_join_the_body():
+    page = f"""<html><body><main><article>{ARTICLE_HEADER}
+      <div class="entry-content"><p>{ARTICLE[0]}</p><p>{ARTICLE[1]}</p><p>{ARTICLE[2]}</p></div>
+    </article></main></body></html>"""
+    assert _texts(extract_document(page, "https://valley.example/")) == ["A day in the valley", LEAD, *ARTICLE]
+
+
+def test_a_link_heavy_header_outside_the_article_is_no_lead():
+    page = f"""<html><body>{ARTICLE_HEADER}<article>
+      <div class="entry-content"><p>{ARTICLE[0]}</p><p>{ARTICLE[1]}</p><p>{ARTICLE[2]}</p></div>
+    </article></body></html>"""
+    assert _texts(extract_document(page, "https://valley.example/")) == ARTICLE
+
+
+def test_datelines_are_dropped_but_sentences_with_dates_are_kept():
+    dated = "The ferry timetable changed on 01.05.2024, and the first boat now leaves at 06:15 every day."
+    page = f"""<html><body><div class="story"><p>{ARTICLE[0]}</p><p>12.03.2024, 08:30 Uhr</p>
+    <p>Posted 2024-03-12 by the editors</p><p>{dated}</p><p>{ARTICLE[1]}</p></div></body></html>"""
+    assert _texts(extract_document(page, "https://valley.example/")) == [ARTICLE[0], dated, ARTICLE[1]]
+    lenient = extract_document(page, "https://valley.example/", ExtractSettings(max_dateline_chars=0))
+    assert "12.03.2024, 08:30 Uhr" in _texts(lenient)
+
+
+def test_labels_before_link_lists_are_dropped_like_headings():
+    sources = "These are the sources that we have used for the whole of this long article:"
+    page = f"""<html><body><div class="story"><p>{ARTICLE[0]}</p>
+    <p>Read more:</p><p><a href="/1">The harbour at night and its lights</a></p>
+    <p>Ingredients:</p><p>Two pears, a handful of walnuts and white cheese.</p>
+    <p>{ARTICLE[1]}</p><p>{sources}</p><ul><li><a href="/a">Valley archive and its records</a></li></ul>
+    <p>{ARTICLE[2]}</p></div></body></html>"""
+    texts = _texts(extract_document(page, "https://valley.example/"))
+    assert texts == [
+        ARTICLE[0], "Ingredients:", "Two pears, a handful of walnuts and white cheese.", ARTICLE[1], sources, ARTICLE[2]
+    ]
+
+
+def test_boilerplate_named_wrapper_holding_most_content_is_not_boilerplate():
+    page = f"""<html><body><div class="teasers"><p>Other news from the valley today, in short, for you.</p>
+    <p>More news from the valley today, in short, for you.</p></div>
+    <div class="content-sidebar-wrap"><div class="post"><p>{ARTICLE[0]}</p><p>{ARTICLE[1]}</p><p>{ARTICLE[2]}</p></div>
+    <div class="sidebar"><p>Subscribe to our weekly newsletter, it is free and it is good, really.</p></div></div>
+    </body></html>"""
+    assert _texts(extract_document(page, "https://valley.example/")) == ARTICLE
+    strict = extract_document(page, "https://valley.example/", ExtractSettings(wrapper_share=1.01))
+    assert ARTICLE[0] not in _texts(strict)
+
+
+def test_camel_case_and_bem_class_names_are_split_into_words():
+    page = f"""<html><body><div class="story"><p>{ARTICLE[0]}</p><p>{ARTICLE[1]}</p>
+    <div class="ceRelatedArticles"><p>Another story about the valley, its river and its market, told again.</p></div>
+    <div class="c-article__authorBox"><p>Anna Berg writes about rivers, valleys and markets for the paper.</p></div>
+    <div class="l-wrap--social"><p>{ARTICLE[2]}</p></div></div></body></html>"""
+    assert _texts(extract_document(page, "https://valley.example/")) == ARTICLE
+
+
+def test_deep_nesting_and_huge_pages_finish():
+    deep = "<div>" * 100_000 + f"<p>{ARTICLE[0]}</p>"
+    assert _texts(extract_document(deep, "https://valley.example/")) in ([], [ARTICLE[0]])
+    body = "".join(f"<div class='c'><p>{ARTICLE[i % 3]}</p><a href='/{i}'>link {i}</a></div>" for i in range(10_000))
+    page = f"<html><body><div class='story'>{body}</div></body></html>"  # about 3 MB
+    start = time.perf_counter()
+    segments = extract_document(page, "https://valley.example/")
+    assert time.perf_counter() - start < 10.0
+    assert len(segments) == 10_000
+
+
+def test_pages_beyond_max_html_chars_are_cut():
+    page = f"<html><body><div class='story'><p>{ARTICLE[0]}</p><p>{ARTICLE[1]}</p></div></body></html>"
+    cut = ExtractSettings(max_html_chars=page.index(ARTICLE[1]))
+    texts = _texts(extract_document(page, "https://valley.example/", cut))
+    assert texts == [ARTICLE[0]]

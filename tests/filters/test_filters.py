@@ -64,6 +64,13 @@ def test_image_quality_thresholds_are_configurable():
     assert strict(pair(width=400, height=400)).reason == "small_image"
 
 
+def test_image_quality_judges_a_bare_image_as_its_record_would():
+    strict = ImageQualityFilter(min_side=150, max_aspect=2.0)
+    for width, height, reason in [(640, 480, None), (100, 400, "small_image"), (600, 200, "bad_aspect")]:
+        record = pair(width=width, height=height)
+        assert strict.keep(strict.score(record.image)) == strict.keep(strict.score(record)) == (reason is None, reason)
+
+
 def test_clip_threshold():
     filt = ClipScoreFilter(threshold=0.3)
     assert filt(pair(stats={"clip_score": 0.31})).keep

@@ -53,12 +53,16 @@ def test_a_failed_job_exits_nonzero_with_one_line(tmp_path, capsys):
     assert err.count("curate: job failed") == 1
 
 
-@pytest.mark.parametrize("command", ["pairs", "interleaved"])
-def test_translates_for_dataflow_offline(command, monkeypatch, capsys):
+CLIP_FLAGS = ["--clip-model", "ViT-B-32", "--clip-pretrained", "gs://made-up-bucket/clip/vit-b-32.pt"]
+
+
+@pytest.mark.parametrize(
+    "command, flags", [("pairs", CLIP_FLAGS), ("interleaved", CLIP_FLAGS), ("text", ["--seq-len", "4096"])]
+)
+def test_translates_for_dataflow_offline(command, flags, monkeypatch, capsys):
     monkeypatch.setenv("NO_GCE_CHECK", "True")  # no probe of a GCE metadata server
     code = main([
-        command, "--input", "gs://made-up-bucket/input/*", "--output", "gs://made-up-bucket/out",
-        "--clip-model", "ViT-B-32", "--clip-pretrained", "gs://made-up-bucket/clip/vit-b-32.pt",
+        command, "--input", "gs://made-up-bucket/input/*", "--output", "gs://made-up-bucket/out", *flags,
         "--runner=DataflowRunner", "--dry_run=True", "--no_auth", "--project=made-up-project", "--region=us-central1",
         "--temp_location=gs://made-up-bucket/tmp",
     ])

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from curation.config import load_config
-from curation.sample_warc import HEADER_PICTURE, HEADER_PICTURE_VARIANT, make_warc_corpus
+from curation.sample_warc import HEADER_PICTURE, HEADER_PICTURE_VARIANT, make_fetch_warc, make_warc_corpus
 from curation.web_pages import page_id
 from manifests.manifest import load_manifest, validate_manifest, verify_manifest
 from pipelines import interleaved
@@ -195,3 +195,25 @@ def test_hostile_warc_finishes_and_the_bad_parts_show(tmp_path):
     many = [r for r in rejects if r["url"].endswith("ten-thousand-images")]
     assert [(r["step"], r["reason"]) for r in many] == [("images", "no_images_left")]
     assert "https://news.example.test/cooking/cafe" in pages(out)
+
+
+def test_images_missing_from_the_warc_are_fetched_safely(image_server, tmp_path):
+    corpus = make_fetch_warc(image_server.base_url)
+    path = tmp_path / "fetch.warc.gz"
+    path.write_bytes(corpus.data)
+    out = tmp_path / "out"
+    config = load_config(
+        interleaved.InterleavedConfig,
+        text=TEST_CONFIG.replace("fetch_missing: false", "fetch_missing: true")
+        + "score_clip: false\nfetch:\n  allow_networks: ['127.0.0.1/32']\n  retries: 0\n",
+    )
+    before = image_server.hits("/img/")
+    interleaved.run(str(path), str(out), config, ["--runner=DirectRunner"])
+    assert image_server.hits("/img/") - before == 1, "one fetch serves every page showing the image"
+    assert image_server.forbidden_hits == 0
+    kept = pages(out)
+    assert set(kept) == corpus.survivors
+    assert all(len(files) == 1 for _, files in kept.values())
+    images = {step["step"]: step["dropped"] for step in load_manifest(str(out / "manifest.json"))["extra"]["image_funnel"]}
+    assert images["image_fetch"] == {"http_404": 1, "forbidden_address": 1}
+    assert images["image_decode"] == {"corrupt_image": 1}
