@@ -34,6 +34,8 @@ bench: install-test $(IMG2DATASET_VENV)/bin/python
 	$(BIN)/python bench/bench_clip.py
 	$(BIN)/python bench/bench_mst.py
 	$(BIN)/python bench/bench_extraction.py
+	$(BIN)/python bench/bench_minhash.py
+	$(BIN)/python bench/bench_warc_memory.py
 
 clean:
 	rm -rf $(DEMO_OUT) bench-out

@@ -1,14 +1,17 @@
 """MinHash LSH: near-duplicate detection for documents, as pure functions.
 
 A document becomes a set of word n-gram hashes (:func:`shingles`), then a MinHash
-signature (:func:`signature`): for each of ``bands * rows`` universal hash
-functions ``h(x) = (a * x + b) mod (2**61 - 1)``, the smallest value over the
-set. Two signatures agree in a position with probability equal to the Jaccard
-similarity of the two sets, so the share of equal positions estimates it
-(:func:`estimated_jaccard`). This is datasketch's ``MinHash`` scheme (its
-"legacy" scheme, the only one before datasketch 2.0, with the same permutation
-parameters for a seed), with exact arithmetic modulo the prime where
-datasketch's product wraps past 2**64.
+signature (:func:`signature`): for each of ``bands * rows`` hash functions
+``h(x) = ((a * x + b) mod 2**64) mod (2**61 - 1)``, truncated to 32 bits, the
+smallest value over the set. Two signatures agree in a position with
+probability (very close to) the Jaccard similarity of the two sets, so the
+share of equal positions estimates it (:func:`estimated_jaccard`). This is bit
+for bit datasketch's ``MinHash(scheme="legacy")``, its only scheme before
+datasketch 2.0: the same permutation parameters for a seed and the same uint64
+arithmetic, where ``a * x + b`` wraps past 2**64 before the reduction modulo
+the prime. Given our 32-bit shingle hashes as its ``hashfunc``, datasketch's
+``hashvalues`` equal our signatures, so its ``MinHashLSH`` with the same bands
+and rows builds the same buckets and its ``jaccard`` verifies the same pairs.
 
 Locality-sensitive hashing groups the candidates: the signature is cut into
 ``bands`` bands of ``rows`` values, each band gives a key (:func:`band_keys`),
@@ -46,11 +49,11 @@ from typing import Sequence
 import numpy as np
 
 _PRIME = np.uint64((1 << 61) - 1)
-_LOW29 = np.uint64((1 << 29) - 1)
-_LOW32 = np.uint64((1 << 32) - 1)
+_MAX_HASH = np.uint64((1 << 32) - 1)
 _BASE = np.uint64(0x9E3779B97F4A7C15)  # odd, so invertible modulo 2**64
 _BASE_INVERSE = np.uint64(pow(int(_BASE), -1, 1 << 64))
-_CHUNK = 256  # shingles per block: keeps the (permutation, shingle) buffers in cache
+_CACHED_POWERS = 1 << 16
+_CHUNK = 512  # shingles per block: bounds the (shingle, permutation) buffers, 448 KiB each at 112
 
 
 @dataclass(frozen=True)
@@ -84,10 +87,18 @@ class MinHashSettings:
 
 
 @functools.cache
-def _punctuation() -> dict[int, str]:
-    """``str.translate`` table: every punctuation character (Unicode category P*) to a space."""
-    # Unicode puts no punctuation beyond plane 1, so planes 0-1 suffice.
-    return {c: " " for c in range(0x20000) if unicodedata.category(chr(c)).startswith("P")}
+def _separators() -> np.ndarray:
+    """Which code points separate words: punctuation (Unicode category P*) or whitespace.
+
+    Whitespace is what ``str.split()`` splits on. Unicode puts neither beyond
+    plane 1, so the table covers planes 0-1 plus one last (False) entry that
+    stands for every code point above.
+    """
+    table = np.zeros(0x20001, dtype=bool)
+    for c in range(0x20000):
+        table[c] = chr(c).isspace() or unicodedata.category(chr(c)).startswith("P")
+    table.setflags(write=False)
+    return table
 
 
 def normalize_for_dedup(text: str) -> str:
@@ -100,8 +111,18 @@ def normalize_for_dedup(text: str) -> str:
     Replacing rather than deleting keeps ``word—word`` and ``and/or`` as two
     words. Symbols (``$``, ``+``, emoji), digits and combining marks stay.
     """
+    return _normalized_points(text).tobytes().decode("utf-32-le", "surrogatepass")
+
+
+def _normalized_points(text: str) -> np.ndarray:
+    """The code points (uint32) of :func:`normalize_for_dedup`, replaced and collapsed vectorised."""
     text = unicodedata.normalize("NFKC", text).lower()
-    return " ".join(text.translate(_punctuation()).split())
+    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    separator = _separators()[np.minimum(points, 0x20000)]
+    keep = ~separator
+    keep[1:] |= ~separator[:-1]  # a word character, or the first separator after one
+    points = np.where(separator, np.uint32(ord(" ")), points)[keep]
+    return points[:-1] if points.size and points[-1] == ord(" ") else points
 
 
 def _mix64(x: np.ndarray) -> np.ndarray:
@@ -114,10 +135,19 @@ def _mix64(x: np.ndarray) -> np.ndarray:
 
 
 def _powers(base: np.uint64, count: int) -> np.ndarray:
-    """``base ** j mod 2**64`` for ``j < count``."""
+    """``base ** j mod 2**64`` for ``j < count``; read-only, from a cache for texts up to 64 Ki points."""
+    if count <= _CACHED_POWERS:
+        return _cached_powers(base)[:count]
     powers = np.full(count, base, dtype=np.uint64)
     powers[0] = 1
     return np.cumprod(powers)
+
+
+@functools.cache
+def _cached_powers(base: np.uint64) -> np.ndarray:
+    powers = _powers(base, _CACHED_POWERS + 1)
+    powers.setflags(write=False)
+    return powers
 
 
 def shingles(text: str, ngram: int) -> np.ndarray:
@@ -125,87 +155,80 @@ def shingles(text: str, ngram: int) -> np.ndarray:
 
     An n-gram is ``ngram`` consecutive words of :func:`normalize_for_dedup`
     joined by one space; its hash is the polynomial hash modulo 2**64 of its
-    UTF-8 bytes (each byte plus one), finalised by MurmurHash3's fmix64. All
-    n-grams come from one pass of prefix sums over the encoded text. A text of
-    fewer than ``ngram`` words (but at least one) gives one shingle of all its
-    words; an empty text gives an empty array. The hashes are plain integer
+    code points (each plus one), finalised by MurmurHash3's fmix64. All n-grams
+    come from one pass of prefix sums over the normalized text. A text of fewer
+    than ``ngram`` words (but at least one) gives one shingle of all its words;
+    an empty text gives an empty array. The hashes are plain integer
     arithmetic, the same in every process and on every machine.
     """
-    normalized = normalize_for_dedup(text)
-    if not normalized:
+    points = _normalized_points(text)
+    if not points.size:
         return np.empty(0, dtype=np.uint64)
-    data = np.frombuffer(normalized.encode("utf-8"), dtype=np.uint8)
-    spaces = np.flatnonzero(data == ord(" "))  # UTF-8 never uses the byte 0x20 inside a character
+    spaces = np.flatnonzero(points == ord(" "))
     starts = np.concatenate(([0], spaces + 1))
-    ends = np.concatenate((spaces, [data.size]))
+    ends = np.concatenate((spaces, [points.size]))
     n = min(ngram, starts.size)
-    prefix = np.zeros(data.size + 1, dtype=np.uint64)
-    np.cumsum((data.astype(np.uint64) + np.uint64(1)) * _powers(_BASE, data.size), out=prefix[1:])
+    prefix = np.zeros(points.size + 1, dtype=np.uint64)
+    np.cumsum((points.astype(np.uint64) + np.uint64(1)) * _powers(_BASE, points.size), out=prefix[1:])
     first, last = starts[: starts.size - n + 1], ends[n - 1 :]
-    return np.unique(_mix64((prefix[last] - prefix[first]) * _powers(_BASE_INVERSE, data.size)[first]))
+    hashes = np.sort(_mix64((prefix[last] - prefix[first]) * _powers(_BASE_INVERSE, points.size)[first]))
+    return hashes[np.concatenate(([True], hashes[1:] != hashes[:-1]))]
 
 
 @functools.cache
-def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(a_high, a_low, b)`` columns, ``a = a_high * 2**32 + a_low``, as datasketch draws them."""
+def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(a, b)`` rows of shape ``(1, num_perm)``, drawn as datasketch's legacy ``MinHash`` draws them."""
     gen = np.random.RandomState(seed)
     ab = np.array(
         [(gen.randint(1, _PRIME, dtype=np.uint64), gen.randint(0, _PRIME, dtype=np.uint64)) for _ in range(num_perm)],
         dtype=np.uint64,
     )
-    a, b = ab[:, :1], ab[:, 1:]
-    parts = (a >> np.uint64(32), a & _LOW32, b)
-    for part in parts:
-        part.setflags(write=False)
-    return parts
+    a, b = ab[:, 0].reshape(1, -1), ab[:, 1].reshape(1, -1)
+    a.setflags(write=False)
+    b.setflags(write=False)
+    return a, b
 
 
-def _permute_min(x: np.ndarray, a_high: np.ndarray, a_low: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``min over x of (a * x + b) mod (2**61 - 1)``, per permutation, exact in uint64.
+def _permute_min(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``min over x of ((a * x + b) mod 2**64) mod (2**61 - 1) & (2**32 - 1)``, per permutation.
 
-    ``x < 2**32`` and ``a < 2**61``: ``a_low * x`` fits in 64 bits and
-    ``a_high * x`` in 61; ``2**61`` is 1 modulo the prime, so multiplying by
-    ``2**32`` is a 61-bit rotation and the reduction is shifts, masks and adds.
-    Works in place on two (permutation, x) buffers besides the result.
+    ``x`` is a ``(shingles, 1)`` column. The product and the sum wrap modulo
+    2**64 as in datasketch's uint64 arithmetic. The reduction modulo the
+    Mersenne prime ``p`` folds the top 3 bits onto the low 61 (``2**61`` is 1
+    modulo ``p``), which leaves a congruent value of at most ``p + 7``; the
+    subtraction of ``p`` it then needs (chance about 2**-58 per value) runs
+    only on the blocks that have such a value. Same values as numpy's ``%``,
+    without its divisions.
     """
-    high = a_high * x  # < 2**61
-    low = a_low * x  # < 2**64
-    s = high >> np.uint64(29)
-    high &= _LOW29
-    high <<= np.uint64(32)
-    s += high  # high * 2**32 mod p, < 2**61
-    np.right_shift(low, np.uint64(61), out=high)
-    s += high
-    low &= _PRIME
-    s += low  # + low mod p (congruent), < 2**62 + 8
-    s += b  # < 2**63
-    np.right_shift(s, np.uint64(61), out=high)
-    s &= _PRIME
-    s += high  # congruent, < 2**61 + 4
-    np.subtract(s, _PRIME, out=high)  # wraps above s whenever s < p
-    np.minimum(s, high, out=s)
-    return s.min(axis=1)
+    t = x * a
+    t += b
+    high = t >> np.uint64(61)
+    t &= _PRIME
+    t += high
+    if t.max() >= _PRIME:
+        np.subtract(t, _PRIME, out=high)  # wraps above t wherever t < p
+        np.minimum(t, high, out=t)
+    t &= _MAX_HASH
+    return t.min(axis=0)
 
 
 def signature(text: str, settings: MinHashSettings = MinHashSettings()) -> np.ndarray:
     """The MinHash signature of a text: ``bands * rows`` uint32 values.
 
-    Value ``i`` is the low 32 bits of ``min((a_i * x + b_i) mod (2**61 - 1))``
+    Value ``i`` is ``min(((a_i * x + b_i) mod 2**64) mod (2**61 - 1) & (2**32 - 1))``
     over the shingle set, where ``x`` is the top 32 bits of each shingle hash and
-    ``(a_i, b_i)`` are datasketch's permutation parameters for the seed. The
-    minimum is taken over the full 61-bit values (an injective map of the 32-bit
-    inputs), so keeping 32 bits afterwards adds only a 2**-32 chance of a false
-    match per position. An empty text gives all ``2**32 - 1`` (datasketch's
-    empty MinHash), so empty texts are duplicates of each other.
+    ``(a_i, b_i)`` are datasketch's permutation parameters for the seed: exactly
+    the ``hashvalues`` of ``datasketch.MinHash(num_perm, seed, scheme="legacy",
+    hashfunc=...)`` fed the same 32-bit hashes. An empty text gives all
+    ``2**32 - 1`` (datasketch's empty MinHash), so empty texts are duplicates
+    of each other.
     """
-    a_high, a_low, b = _permutations(settings.num_perm, settings.seed)
-    x = shingles(text, settings.ngram) >> np.uint64(32)
-    if x.size == 0:
-        return np.full(settings.num_perm, np.iinfo(np.uint32).max, dtype=np.uint32)
-    least = np.full(settings.num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
-    for start in range(0, x.size, _CHUNK):
-        np.minimum(least, _permute_min(x[start : start + _CHUNK], a_high, a_low, b), out=least)
-    return (least & _LOW32).astype(np.uint32)
+    a, b = _permutations(settings.num_perm, settings.seed)
+    x = (shingles(text, settings.ngram) >> np.uint64(32)).reshape(-1, 1)
+    least = np.full(settings.num_perm, _MAX_HASH, dtype=np.uint64)
+    for start in range(0, x.shape[0], _CHUNK):
+        np.minimum(least, _permute_min(x[start : start + _CHUNK], a, b), out=least)
+    return least.astype(np.uint32)
 
 
 def band_keys(sig: np.ndarray, settings: MinHashSettings = MinHashSettings()) -> list[bytes]:

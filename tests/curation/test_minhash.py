@@ -2,6 +2,8 @@ import itertools
 import os
 import subprocess
 import sys
+import unicodedata
+from collections import defaultdict
 from pathlib import Path
 
 import datasketch
@@ -17,6 +19,7 @@ from curation.minhash import (
     shingles,
     signature,
 )
+from curation.minhash import _permute_min
 
 SETTINGS = MinHashSettings()
 REPO = Path(__file__).resolve().parents[2]
@@ -61,16 +64,28 @@ def _fmix64(h: int) -> int:
     return h ^ (h >> 33)
 
 
-def _reference_shingles(text: str, n: int) -> list[int]:
-    """The documented shingle hash, in plain Python integers."""
+def _reference_hash(ngram: str) -> int:
+    """The documented shingle hash of one n-gram, in plain Python integers."""
+    poly, power = 0, 1
+    for char in ngram:
+        poly = (poly + (ord(char) + 1) * power) & MASK64
+        power = (power * 0x9E3779B97F4A7C15) & MASK64
+    return _fmix64(poly)
+
+
+def _reference_ngrams(text: str, n: int) -> list[str]:
     words = normalize_for_dedup(text).split()
     n = min(n, len(words))
-    hashes = set()
-    for i in range(len(words) - n + 1):
-        data = " ".join(words[i : i + n]).encode()
-        poly = sum((byte + 1) * pow(0x9E3779B97F4A7C15, j, 1 << 64) for j, byte in enumerate(data))
-        hashes.add(_fmix64(poly & MASK64))
-    return sorted(hashes)
+    return [" ".join(words[i : i + n]) for i in range(len(words) - n + 1)] if words else []
+
+
+def _reference_shingles(text: str, n: int) -> list[int]:
+    return sorted({_reference_hash(ngram) for ngram in _reference_ngrams(text, n)})
+
+
+def _reference_normalize(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).lower()
+    return " ".join("".join(" " if unicodedata.category(c).startswith("P") else c for c in text).split())
 
 
 def test_normalize_folds_case_unicode_forms_punctuation_and_space():
@@ -81,8 +96,20 @@ def test_normalize_folds_case_unicode_forms_punctuation_and_space():
     assert normalize_for_dedup(" ,.;!? ") == ""
 
 
+def test_normalize_matches_a_character_by_character_reference():
+    rng = np.random.default_rng(7)
+    alphabet = [chr(c) for c in rng.integers(0, 0x30000, size=3000)]  # every plane 0-2 category
+    alphabet += list(" \t\n\x1c\x85\u00a0\u2028\u3000.,;!?-—…«»'\"()")
+    alphabet += ["\ud800", "ｆ", "ﬁ", "𝔸", "😀", "Ǆ"]  # a lone surrogate, compatibility forms, plane 1
+    for _ in range(300):
+        text = "".join(rng.choice(alphabet, size=int(rng.integers(0, 60))))
+        assert normalize_for_dedup(text) == _reference_normalize(text), ascii(text)
+
+
 def test_shingles_follow_the_documented_hash():
-    for text in ["Héllo, wörld! 世界 is big and very round today", "one two", "x", "a b c d e"]:
+    long_text = " ".join(_document(np.random.default_rng(9), 12000))  # past the cached powers (64 Ki points)
+    assert len(normalize_for_dedup(long_text)) > 1 << 16
+    for text in ["Héllo, wörld! 世界 is big and very round today", "one two", "x", "a b c d e", long_text]:
         assert [int(h) for h in shingles(text, 5)] == _reference_shingles(text, 5)
     assert shingles("a b c d e f", 5).size == 2
     assert shingles("a b c d e f", 5).dtype == np.uint64
@@ -102,19 +129,42 @@ def test_empty_and_short_texts():
     assert estimated_jaccard(short, empty) < 0.1
 
 
-def test_signature_is_minhash_modulo_the_mersenne_prime():
-    """Exact big-integer reference, with the permutations drawn as datasketch draws them."""
-    text = " ".join(_document(np.random.default_rng(1), 60))
+def _datasketch_permutations() -> list[tuple[int, int]]:
     gen = np.random.RandomState(SETTINGS.seed)
-    permutations = [
+    return [
         (int(gen.randint(1, PRIME, dtype=np.uint64)), int(gen.randint(0, PRIME, dtype=np.uint64)))
         for _ in range(SETTINGS.num_perm)
     ]
+
+
+def test_signature_is_datasketch_legacy_minhash():
+    """Big-integer reference of datasketch's uint64 arithmetic: ``a * x + b`` wraps before the modulo."""
+    text = " ".join(_document(np.random.default_rng(1), 60))
     xs = [int(h) >> 32 for h in shingles(text, SETTINGS.ngram)]
-    expected = [min((a * x + b) % PRIME for x in xs) & 0xFFFFFFFF for a, b in permutations]
+    expected = [min(((a * x + b) & MASK64) % PRIME & 0xFFFFFFFF for x in xs) for a, b in _datasketch_permutations()]
     sig = signature(text)
     assert sig.dtype == np.uint32
     assert sig.tolist() == expected
+    exact = [min((a * x + b) % PRIME & 0xFFFFFFFF for x in xs) for a, b in _datasketch_permutations()]
+    assert sig.tolist() != exact  # the wrap matters: exact modular arithmetic gives other signatures
+
+
+def test_mersenne_reduction_at_and_around_multiples_of_the_prime():
+    """Values that fold to p .. p + 7, or wrap past 2**64, reduce as numpy's ``%`` does."""
+    targets = [k * PRIME + d for k in range(1, 9) for d in (-2, -1, 0, 1, 2)] + [MASK64 - d for d in range(4)]
+    targets += [(1 << 62) - 2, (1 << 63) - 1, 1 << 63, PRIME - 1, 0, 1]
+    targets = [t for t in targets if 0 <= t <= MASK64]
+    x = np.array([[0], [1]], dtype=np.uint64)  # b alone, then a + b (wrapping past 2**64)
+    for t in targets:
+        a = np.array([[t // 2 + 1]], dtype=np.uint64)
+        b = np.array([[t]], dtype=np.uint64)
+        wrapped = (t + t // 2 + 1) & MASK64
+        assert _permute_min(x, a, b).tolist() == [min(t % PRIME & 0xFFFFFFFF, wrapped % PRIME & 0xFFFFFFFF)], t
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, 1 << 32, size=(5000, 1), dtype=np.uint64)
+    a = rng.integers(1, PRIME, size=(1, 64), dtype=np.uint64)
+    b = rng.integers(0, PRIME, size=(1, 64), dtype=np.uint64)
+    assert np.array_equal(_permute_min(x, a, b), ((x * a + b) % np.uint64(PRIME) & np.uint64(0xFFFFFFFF)).min(axis=0))
 
 
 def test_signatures_are_the_same_in_other_processes():
@@ -146,14 +196,17 @@ def test_exact_copies_agree_everywhere():
 
 def test_near_copies_collide_and_verify():
     rng = np.random.default_rng(3)
-    for _ in range(20):
+    collisions = 0
+    for _ in range(40):
         words = _document(rng, 400)
         near = _edited(words, rng, runs=2)  # 5% of the words, in two runs
         assert sum(x != y for x, y in zip(words, near)) >= 18
         assert _true_jaccard(words, near) >= 0.85
         a, b = signature(" ".join(words)), signature(" ".join(near))
-        assert set(band_keys(a, SETTINGS)) & set(band_keys(b, SETTINGS))
+        collisions += bool(set(band_keys(a, SETTINGS)) & set(band_keys(b, SETTINGS)))
         assert duplicates_in_bucket([("near", b), ("base", a)], SETTINGS.threshold) == [("near", "base")]
+    # A pair of Jaccard 0.85 to 0.9 misses every band with probability 0.4% to 1.2%.
+    assert collisions >= 38
 
 
 def test_far_pairs_never_verify():
@@ -263,3 +316,61 @@ def test_settings_and_shapes_are_validated():
         estimated_jaccard(np.zeros(3, np.uint32), np.zeros(4, np.uint32))
     assert signature("a b c", MinHashSettings(bands=2, rows=5, seed=7)).shape == (10,)
     assert not np.array_equal(signature("a b c", MinHashSettings(seed=2)), signature("a b c"))
+
+
+def _planted_corpus() -> dict[str, str]:
+    """Base documents, each with near copies from exact (case and punctuation changed) to far edits."""
+    rng = np.random.default_rng(8)
+    corpus = {"empty-1": "", "empty-2": " ... ", "short": "Hello, world"}
+    for i in range(40):
+        words = _document(rng, 300)
+        corpus[f"base{i:02d}"] = " ".join(words)
+        corpus[f"base{i:02d}-copy"] = "  " + ", ".join(w.upper() for w in words) + "!"
+        for runs in rng.choice([1, 2, 4, 6, 8, 11, 14], size=2, replace=False):
+            corpus[f"base{i:02d}-edit{runs:02d}"] = " ".join(_edited(words, rng, runs=int(runs)))
+    return corpus
+
+
+def _dropped(buckets: list[set[str]], sigs: dict[str, np.ndarray]) -> set[str]:
+    members = ([(m, sigs[m]) for m in bucket] for bucket in buckets)
+    return {dup for bucket in members for dup, _ in duplicates_in_bucket(bucket, SETTINGS.threshold)}
+
+
+def test_signatures_buckets_and_decisions_equal_datasketch_legacy_lsh():
+    """datasketch given our shingle hash as ``hashfunc`` agrees on every signature, bucket and decision."""
+    corpus = _planted_corpus()
+    ours = {doc_id: signature(text) for doc_id, text in corpus.items()}
+    sketches = {}
+    for doc_id, text in corpus.items():
+        sketch = datasketch.MinHash(
+            num_perm=SETTINGS.num_perm, seed=SETTINGS.seed, scheme="legacy", hashfunc=lambda g: _reference_hash(g) >> 32
+        )
+        sketch.update_batch(_reference_ngrams(text, SETTINGS.ngram))
+        sketches[doc_id] = sketch
+        assert ours[doc_id].tolist() == sketch.hashvalues.tolist(), doc_id
+
+    lsh = datasketch.MinHashLSH(num_perm=SETTINGS.num_perm, params=(SETTINGS.bands, SETTINGS.rows))
+    for doc_id, sketch in sketches.items():
+        lsh.insert(doc_id, sketch)
+    our_buckets: dict[bytes, set[str]] = defaultdict(set)
+    for doc_id, sig in ours.items():
+        for key in band_keys(sig, SETTINGS):
+            our_buckets[key].add(doc_id)
+    for band, table in enumerate(lsh.hashtables):
+        theirs = {frozenset(table.get(key)) for key in table.keys()}
+        assert theirs == {frozenset(m) for key, m in our_buckets.items() if key[0] == band}, band
+
+    their_pairs = {tuple(sorted((i, j))) for i in corpus for j in lsh.query(sketches[i]) if i != j}
+    our_pairs = {pair for m in our_buckets.values() for pair in itertools.combinations(sorted(m), 2)}
+    assert their_pairs == our_pairs
+    verified = {(i, j) for i, j in our_pairs if estimated_jaccard(ours[i], ours[j]) >= SETTINGS.threshold}
+    assert verified == {(i, j) for i, j in their_pairs if sketches[i].jaccard(sketches[j]) >= SETTINGS.threshold}
+    their_buckets = [table.get(key) for table in lsh.hashtables for key in table.keys()]
+    dropped = _dropped(list(our_buckets.values()), ours)
+    assert _dropped(their_buckets, {i: s.hashvalues for i, s in sketches.items()}) == dropped
+
+    # Not vacuous: copies and light edits are dropped, some candidates fail verification, bases stay.
+    assert {f"base{i:02d}-copy" for i in range(40)} | {"empty-2"} <= dropped
+    assert not any(doc_id.endswith(("edit11", "edit14")) for doc_id in dropped)
+    assert not any(doc_id.startswith("base") and len(doc_id) == 6 for doc_id in dropped)
+    assert len(verified) < len(our_pairs)
