@@ -1,0 +1,382 @@
+"""A small OpenAI-compatible chat completions server on 127.0.0.1, for tests, the demo and benchmarks.
+
+:class:`LLMServer` answers ``POST /v1/chat/completions`` by rule instead of
+with a model: the answer "rewrites" the user message by putting its first
+double-quoted text (an alt text, say) inside a longer descriptive sentence, so
+a caller can check the facts survive. The sentence pattern depends on the
+request's ``seed``; when the user message carries an image, the answer ends
+with the image's format and size, read from the decoded ``data:`` URL.
+
+Failure modes are chosen by a marker in the user message, per distinct user
+message (its attempts are counted), or by a schedule for the first requests in
+order of arrival (``schedule=("http500", "ok", "slow")``):
+
+=============  =====================================================================
+``slow``       answers after ``slow_seconds`` (set it above the client's timeout)
+``http500``    500 with an OpenAI-style error body
+``http429``    429 with an OpenAI-style error body
+``http400``    400 with an OpenAI-style error body
+``malformed``  200 with a body that is not JSON
+``nochoices``  200 with a JSON completion whose ``choices`` list is empty
+=============  =====================================================================
+
+``[[mode]]`` fails every attempt of that message; ``[[mode:N]]`` fails its first
+``N`` attempts and answers normally after. Requests that are not valid JSON
+with a ``messages`` list, or that carry an image URL that is not a ``data:``
+URL of a decodable JPEG, PNG, WebP or GIF of the declared type, answer 400.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import re
+import socket
+import socketserver
+import sys
+import threading
+import time
+import urllib.parse
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from PIL import Image
+
+MODES = ("ok", "slow", "http500", "http429", "http400", "malformed", "nochoices")
+CHAT_PATH = "/v1/chat/completions"
+LOOPBACK = "127.0.0.1"
+
+_MARKER = re.compile(r"\[\[(\w+)(?::(\d+))?\]\]")
+_QUOTED = re.compile(r'"([^"]+)"')
+_DATA_URL = re.compile(r"data:(image/[\w.+-]+);base64,(.*)", re.DOTALL)
+_MIME_BY_FORMAT = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
+_TEMPLATES = (
+    "A detailed photograph of {subject}, shown in natural light with the main subject in clear focus.",
+    "This picture shows {subject}; the scene is captured plainly, its colours and setting clearly visible.",
+    "A well-composed image of {subject}, described as it appears in the frame, nothing added.",
+)
+_STATUS = {"http500": 500, "http429": 429, "http400": 400}
+
+
+class BadRequest(ValueError):
+    """A request the server answers with 400."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """An image decoded from a ``data:`` URL."""
+
+    mime: str
+    width: int
+    height: int
+
+
+def decode_image_url(url: str) -> ImageInfo:
+    """Decodes and checks a ``data:image/...;base64,`` URL.
+
+    Raises:
+        BadRequest: if it is not such a URL, the base64 is invalid, the bytes are
+            not a JPEG, PNG, WebP or GIF image, or their type differs from the declared one.
+    """
+    match = _DATA_URL.fullmatch(url)
+    if match is None:
+        raise BadRequest(f"not a base64 image data URL: {url[:40]!r}")
+    try:
+        data = base64.b64decode(match[2], validate=True)
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            found = _MIME_BY_FORMAT.get(image.format or "")
+            size = image.size
+    except (binascii.Error, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise BadRequest(f"undecodable image: {exc}") from exc
+    if found != match[1]:
+        raise BadRequest(f"declared {match[1]}, found {found or 'an unsupported format'}")
+    return ImageInfo(found, *size)
+
+
+def rewrite(text: str, seed: int = 0) -> str:
+    """The server's answer to ``text``: its first quoted phrase (or all of it) in a descriptive sentence."""
+    plain = " ".join(_MARKER.sub("", text).split())
+    quoted = _QUOTED.search(plain)
+    subject = quoted[1] if quoted else plain
+    return _TEMPLATES[seed % len(_TEMPLATES)].format(subject=subject)
+
+
+@dataclass(frozen=True)
+class _Chat:
+    """The parts of a chat completion request the server uses."""
+
+    model: str
+    user_text: str
+    seed: int
+    image: ImageInfo | None
+
+
+def _parse_chat(body: bytes) -> _Chat:
+    """Reads the last user message of a request body.
+
+    Raises:
+        BadRequest: if the body is not a chat completion request or an image is invalid.
+    """
+    try:
+        request = json.loads(body)
+        users = [m for m in request["messages"] if m.get("role") == "user"]
+        content = users[-1]["content"]
+        seed = int(request.get("seed") or 0)
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise BadRequest(f"not a chat completion request: {exc!r}") from exc
+    if isinstance(content, str):
+        return _Chat(str(request.get("model", "")), content, seed, None)
+    try:
+        texts = [part["text"] for part in content if part["type"] == "text"]
+        urls = [part["image_url"]["url"] for part in content if part["type"] == "image_url"]
+    except (KeyError, TypeError) as exc:
+        raise BadRequest(f"invalid content part: {exc!r}") from exc
+    images = [decode_image_url(url) for url in urls]
+    return _Chat(str(request.get("model", "")), " ".join(texts), seed, images[0] if images else None)
+
+
+def _completion(chat: _Chat, index: int, text: str) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{index}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": chat.model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {
+            "prompt_tokens": len(chat.user_text.split()),
+            "completion_tokens": len(text.split()),
+            "total_tokens": len(chat.user_text.split()) + len(text.split()),
+        },
+    }
+
+
+def _error(status: int, message: str) -> dict[str, Any]:
+    kind = "BadRequestError" if status < 500 else "ServerError"
+    return {"error": {"message": message, "type": kind, "code": status}}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "curation-sample-llm/1.0"
+    sys_version = ""
+    disable_nagle_algorithm = True
+    timeout = 60  # idle keep-alive connections are dropped after this many seconds
+    server: _HTTPServer
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base signature
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 - the base class's naming
+        self.server.owner._serve(self)
+
+    def send_body(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def send_json(self, status: int, payload: dict[str, Any]) -> None:
+        self.send_body(status, json.dumps(payload).encode())
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    """A threaded loopback HTTP server that can close its open connections on shutdown."""
+
+    daemon_threads = True
+    request_queue_size = 512
+
+    def __init__(self, owner: LLMServer):
+        self.owner = owner
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__((LOOPBACK, 0), _Handler)
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)  # HTTPServer's would do a reverse DNS lookup
+        self.server_name, self.server_port = self.server_address[:2]
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: socket.socket) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        with self._open_lock:
+            for request in list(self._open):
+                try:
+                    request.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], OSError):  # clients hanging up (after a timeout) are routine
+            super().handle_error(request, client_address)
+
+
+class LLMServer:
+    """Threaded OpenAI-compatible server on 127.0.0.1 (ephemeral port) answering by rule.
+
+    Use it as a context manager or call :meth:`start` and :meth:`stop`. It counts
+    requests, requests that carried a valid image, ``Authorization`` headers,
+    and the most requests handled at once (:attr:`max_in_flight`). A request
+    stays in flight until its handler has answered, even one its client gave
+    up on, so a ``slow`` request keeps counting for ``slow_seconds``.
+
+    Args:
+        delay: seconds every request waits before it is answered (a model's latency).
+        slow_seconds: extra seconds a ``slow`` request waits.
+        schedule: modes (see :data:`MODES`) of the first requests, in order of
+            arrival, overriding their markers.
+
+    Raises:
+        ValueError: if the schedule names an unknown mode.
+    """
+
+    def __init__(self, *, delay: float = 0.0, slow_seconds: float = 5.0, schedule: Sequence[str] = ()):
+        unknown = sorted(set(schedule) - set(MODES))
+        if unknown:
+            raise ValueError(f"unknown modes {unknown}; known: {', '.join(MODES)}")
+        self.delay = delay
+        self.slow_seconds = slow_seconds
+        self.schedule = tuple(schedule)
+        self._lock = threading.Lock()
+        self._attempts: Counter[str] = Counter()
+        self._authorizations: Counter[str] = Counter()
+        self._requests = self._image_requests = self._in_flight = self._max_in_flight = 0
+        self._stopping = threading.Event()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._base_url = ""
+
+    def __enter__(self) -> LLMServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Binds the listener and serves in a daemon thread."""
+        if self._httpd is not None:
+            raise RuntimeError("LLMServer is already started")
+        self._stopping.clear()
+        self._httpd = _HTTPServer(self)
+        self._base_url = f"http://{LOOPBACK}:{self._httpd.server_port}/v1"
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stops serving, wakes delayed replies and closes open connections."""
+        if self._httpd is None or self._thread is None:
+            return
+        self._stopping.set()
+        self._httpd.shutdown()
+        self._httpd.close_connections()
+        self._httpd.server_close()
+        self._thread.join()
+        self._httpd = self._thread = None
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>/v1``, the ``endpoint`` of a generator spec."""
+        if self._httpd is None:
+            raise RuntimeError("LLMServer is not started")
+        return self._base_url
+
+    @property
+    def requests(self) -> int:
+        """Chat completion requests received so far."""
+        with self._lock:
+            return self._requests
+
+    @property
+    def image_requests(self) -> int:
+        """Requests so far whose user message carried a valid image data URL."""
+        with self._lock:
+            return self._image_requests
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most requests handled at the same time so far."""
+        with self._lock:
+            return self._max_in_flight
+
+    def authorizations(self) -> Counter[str]:
+        """Requests so far by ``Authorization`` header value (``""`` for none)."""
+        with self._lock:
+            return Counter(self._authorizations)
+
+    def _serve(self, handler: _Handler) -> None:
+        body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        if urllib.parse.urlsplit(handler.path).path != CHAT_PATH:
+            handler.send_json(404, _error(404, f"no route {handler.path}"))
+            return
+        with self._lock:
+            index = self._requests
+            self._requests += 1
+            self._authorizations[handler.headers.get("Authorization", "")] += 1
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+        try:
+            self._answer(handler, body, index)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _answer(self, handler: _Handler, body: bytes, index: int) -> None:
+        if self._stopping.wait(self.delay):
+            return
+        try:
+            chat = _parse_chat(body)
+        except BadRequest as exc:
+            handler.send_json(400, _error(400, str(exc)))
+            return
+        if chat.image is not None:
+            with self._lock:
+                self._image_requests += 1
+        mode = self._mode(chat.user_text, index)
+        if mode == "slow" and self._stopping.wait(self.slow_seconds):
+            return
+        if mode in _STATUS:
+            handler.send_json(_STATUS[mode], _error(_STATUS[mode], f"sample failure {mode}"))
+        elif mode == "malformed":
+            handler.send_body(200, b'{"id": "chatcmpl-broken", "choices": [{"message": ')
+        elif mode == "nochoices":
+            handler.send_json(200, dict(_completion(chat, index, ""), choices=[]))
+        else:
+            handler.send_json(200, _completion(chat, index, self._reply_text(chat)))
+
+    def _mode(self, user_text: str, index: int) -> str:
+        """The mode of request ``index``: the schedule's, else its marker's for this attempt."""
+        with self._lock:
+            attempt = self._attempts[user_text]
+            self._attempts[user_text] += 1
+        if index < len(self.schedule):
+            return self.schedule[index]
+        marker = _MARKER.search(user_text)
+        if marker is None or marker[1] not in MODES:
+            return "ok"
+        failing = marker[2] is None or attempt < int(marker[2])
+        return marker[1] if failing else "ok"
+
+    @staticmethod
+    def _reply_text(chat: _Chat) -> str:
+        text = rewrite(chat.user_text, chat.seed)
+        if chat.image is None:
+            return text
+        image = chat.image
+        return f"{text} The attached {image.mime} image is {image.width}x{image.height} pixels."
