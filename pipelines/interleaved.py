@@ -54,9 +54,9 @@ from filters.web_text import TextRules, WebTextQualityFilter, filter_paragraphs
 from manifests.manifest import build_funnel
 from manifests.samples import interleaved_sample
 from manifests.shards import ShardSettings
-from pipelines.io import ManifestHeader, MatchPaths, WriteManifest, WriteRejects, WriteShards, split_rejects
+from pipelines.io import ManifestHeader, MatchPaths, WriteDataset, split_rejects
 from pipelines.text import NearDedup
-from pipelines.transforms import REJECTS, ApplyFilter, CountFunnel, FilterClipScore, ToSamples, count_drop
+from pipelines.transforms import REJECTS, ApplyFilter, FilterClipScore, ToSamples, count_drop
 
 STEPS = ("read", "extract", "url_dedup", "language", "text_quality", "page_dedup", "images", "clip_score")
 IMAGE_STEPS = ("image_url", "image_cap", "image_fetch", "image_decode", "image_quality", "image_dedup")
@@ -563,28 +563,22 @@ def _write_outputs(
     config: InterleavedConfig,
     steps: tuple[str, ...],
 ) -> None:
-    all_rejects = rejects | "AllRejects" >> beam.Flatten() if rejects else pipeline | "NoRejects" >> beam.Create([])
-    shards = (
-        pages
-        | "ToSamples" >> beam.ParDo(ToSamples(config.tokens, interleaved_sample))
-        | "WriteShards"
-        >> WriteShards(output_dir, config.dataset, config.shards.partitions, config.shards.max_samples,
-                       config.shards.max_bytes)
-    )
-    _ = all_rejects | "WriteRejects" >> WriteRejects(output_dir)
-    counts = {"inputs": inputs, "rejects": all_rejects} | "CountFunnel" >> CountFunnel()
     models = (
         ({"name": config.clip.model, "role": "clip", "weights": config.clip.weights_source()},)
         if config.score_clip
         else ()
     )
     header = ManifestHeader(dataset=config.dataset, config=to_mapping(config), models=models, steps=steps)
-    manifest_inputs = {"shards": shards, "counts": counts}
+    outputs = {
+        "samples": pages | "ToSamples" >> beam.ParDo(ToSamples(config.tokens, interleaved_sample)),
+        "inputs": inputs,
+        "rejects": rejects | "AllRejects" >> beam.Flatten() if rejects else pipeline | "NoRejects" >> beam.Create([]),
+    }
     if image_counts is not None:
-        manifest_inputs["extra"] = image_counts | "ImageFunnel" >> ImageFunnel() | "AsExtra" >> beam.Map(
+        outputs["extra"] = image_counts | "ImageFunnel" >> ImageFunnel() | "AsExtra" >> beam.Map(
             lambda funnel: {"image_funnel": funnel}
         )
-    _ = manifest_inputs | "WriteManifest" >> WriteManifest(output_dir, header)
+    _ = outputs | "WriteDataset" >> WriteDataset(output_dir, header, config.shards)
 
 
 def run(

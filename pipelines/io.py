@@ -21,7 +21,8 @@ from curation.ids import content_id
 from curation.readers import iter_parquet_rows, parquet_row_groups
 from curation.records import Reject, to_row
 from manifests.manifest import build_funnel, build_manifest, dump_manifest
-from manifests.shards import Sample, ShardInfo, plan_shards, shard_name, write_shard
+from manifests.shards import Sample, ShardInfo, ShardSettings, plan_shards, shard_name, write_shard
+from pipelines.transforms import CountFunnel
 
 
 def _row_groups(path: str) -> Iterable[Any]:
@@ -229,3 +230,30 @@ class WriteManifest(beam.PTransform):
             )
         )
 
+
+
+class WriteDataset(beam.PTransform):
+    """Everything a pipeline leaves behind: shards, rejects, the funnel and the manifest.
+
+    Input: ``{"samples": Samples, "inputs": every input (counted), "rejects": Rejects}``,
+    plus optional ``"packed_records"`` and ``"extra"`` singletons (see :class:`WriteManifest`).
+    Output: the manifest path.
+    """
+
+    def __init__(self, output_dir: str, header: ManifestHeader, shards: ShardSettings):
+        super().__init__()
+        self._output_dir = output_dir
+        self._header = header
+        self._shards = shards
+
+    def expand(self, pcolls: dict[str, beam.PCollection]) -> beam.PCollection:
+        shards = pcolls["samples"] | "WriteShards" >> WriteShards(
+            self._output_dir, self._header.dataset, self._shards.partitions, self._shards.max_samples,
+            self._shards.max_bytes,
+        )
+        _ = pcolls["rejects"] | "WriteRejects" >> WriteRejects(self._output_dir)
+        counts = {"inputs": pcolls["inputs"], "rejects": pcolls["rejects"]} | "CountFunnel" >> CountFunnel()
+        optional = {name: pcolls[name] for name in ("packed_records", "extra") if name in pcolls}
+        return {"shards": shards, "counts": counts, **optional} | "WriteManifest" >> WriteManifest(
+            self._output_dir, self._header
+        )

@@ -19,8 +19,11 @@ from PIL import Image
 
 from curation.models.clip import ClipModel, ClipSpec
 from curation.models.embedder import Embedder, EmbedderSpec
-from curation.records import CaptionPair, ImageData, InterleavedDoc, Reject, TextDoc, reject
+from curation.models.generator import Generator, GeneratorSpec, load_cached_generator
+from curation.records import SYNTHETIC_CAPTION_KEY, CaptionPair, ImageData, InterleavedDoc, Reject, TextDoc, reject
+from filters.caption_checks import default_checks, run_checks
 from filters.clip_score import SCORE_KEY
+from synth.captions import Outcome, PromptTemplate, rewrite_pairs
 from synth.reorder import clip_inputs, page_score, reorder
 from pipelines.transforms import Split, count_drop
 
@@ -101,6 +104,65 @@ class ClipPageHandler(ModelHandler[InterleavedDoc, InterleavedDoc, ClipModel]):
 
     def get_metrics_namespace(self) -> str:
         return "curation.clip_pages"
+
+
+class ClipCaptionHandler(ModelHandler[CaptionPair, CaptionPair, ClipModel]):
+    """Scores a pair's image against its alt text and its synthetic caption
+    (``stats["clip_score_alt"]``, ``stats["clip_score_caption"]``), one image pass for both."""
+
+    def __init__(self, spec: ClipSpec):
+        super().__init__(min_batch_size=1, max_batch_size=spec.batch_size)
+        self._spec = spec
+
+    def load_model(self) -> ClipModel:
+        return ClipModel.load(self._spec, opener=FileSystems.open)
+
+    def run_inference(
+        self, batch: Sequence[CaptionPair], model: ClipModel, inference_args: dict[str, Any] | None = None
+    ) -> Iterable[CaptionPair]:
+        images = model.embed_images([decode_for_model(pair.image, model.image_size) for pair in batch])
+        alt = model.embed_texts([pair.text for pair in batch])
+        captions = model.embed_texts([pair.meta.get(SYNTHETIC_CAPTION_KEY) or pair.text for pair in batch])
+        for i, pair in enumerate(batch):
+            scores = {
+                "clip_score_alt": round(float(images[i] @ alt[i]), SCORE_DECIMALS),
+                "clip_score_caption": round(float(images[i] @ captions[i]), SCORE_DECIMALS),
+            }
+            yield dataclasses.replace(pair, stats={**pair.stats, **scores})
+
+    def get_metrics_namespace(self) -> str:
+        return "curation.clip_captions"
+
+
+class RewriteHandler(ModelHandler[CaptionPair, tuple[CaptionPair, Outcome], Generator]):
+    """Rewrites alt texts with a generator, checks the captions and retries failures with new seeds.
+
+    The prompt follows what the loaded generator can see: ``rewrite.prompt`` for a
+    model that is shown the image, ``rewrite.text_only_prompt`` for one that is not.
+    Yields ``(pair, outcome)`` per pair (see :func:`synth.captions.rewrite_pairs`).
+    """
+
+    def __init__(self, spec: GeneratorSpec, rewrite: Any):
+        batch = spec.batch_size if spec.backend == "transformers" else max(spec.batch_size, 2 * spec.concurrency)
+        super().__init__(min_batch_size=1, max_batch_size=batch)
+        self._spec = spec
+        self._rewrite = rewrite
+
+    def load_model(self) -> Generator:
+        return load_cached_generator(self._spec, opener=FileSystems.open)
+
+    def run_inference(
+        self, batch: Sequence[CaptionPair], model: Generator, inference_args: dict[str, Any] | None = None
+    ) -> Iterable[tuple[CaptionPair, Outcome]]:
+        rewrite = self._rewrite
+        template = PromptTemplate.load(rewrite.prompt if model.sees_images else rewrite.text_only_prompt)
+        checks = default_checks(rewrite.checks)
+        return rewrite_pairs(
+            batch, model.generate, template, lambda pair: run_checks(pair, checks), rewrite.policy, rewrite.seed
+        )
+
+    def get_metrics_namespace(self) -> str:
+        return "curation.rewrite"
 
 
 class EmbedHandler(ModelHandler[TextDoc, tuple[TextDoc, Any], Embedder]):

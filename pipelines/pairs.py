@@ -27,8 +27,8 @@ from filters.clip_score import ClipScoreFilter
 from filters.image_quality import ImageQualityFilter
 from manifests.samples import caption_pair_sample
 from manifests.shards import ShardSettings
-from pipelines.io import ManifestHeader, ReadParquetRecords, WriteManifest, WriteRejects, WriteShards, split_rejects
-from pipelines.transforms import REJECTS, ApplyFilter, CountFunnel, FilterClipScore, ToSamples, count_drop
+from pipelines.io import ManifestHeader, ReadParquetRecords, WriteDataset, split_rejects
+from pipelines.transforms import REJECTS, ApplyFilter, FilterClipScore, ToSamples, count_drop
 
 STEPS = ("read", "caption", "dedup", "fetch", "decode", "image_quality", "clip_score")
 
@@ -129,59 +129,55 @@ def _score_and_filter_clip(records: beam.PCollection, config: PairsConfig) -> tu
     return judged.kept, [scored.rejects, judged.rejects]
 
 
+class DownloadPairs(beam.PTransform):
+    """Reads caption pairs and brings them up to judged images: read -> caption -> dedup -> fetch ->
+    decode -> image_quality.
+
+    Shared by ``curate pairs`` and ``curate captions``: ``config`` needs ``columns``,
+    ``filters.caption``, ``filters.image``, ``fetch``, ``download`` and ``image``.
+    Output: ``{"inputs": every row read, "kept": pairs with images, "rejects": every reject so far}``.
+    """
+
+    def __init__(self, input_glob: str, config: Any):
+        super().__init__()
+        self._input_glob = input_glob
+        self._config = config
+
+    def expand(self, pipeline: beam.Pipeline) -> dict[str, beam.PCollection]:
+        config = self._config
+        rows = pipeline | "Read" >> ReadParquetRecords(
+            self._input_glob, lambda row, source: pair_from_row(row, source, config.columns)
+        )
+        pairs, read_rejects = split_rejects(rows, "SplitReadRejects")
+        captioned = pairs | "CaptionFilter" >> ApplyFilter(config.filters.caption)
+        deduped = (
+            captioned.kept
+            | "KeyById" >> beam.Map(lambda r: (r.id, r))
+            | "GroupCopies" >> beam.GroupByKey()
+            | "KeepFirstCopy" >> beam.FlatMap(_keep_first).with_outputs(REJECTS, main="kept")
+        )
+        fetched = (
+            deduped.kept
+            | "BatchForFetch" >> beam.BatchElements(min_batch_size=1, max_batch_size=config.download.batch_size)
+            | "FetchAndDecode"
+            >> beam.ParDo(FetchAndDecode(config.fetch, config.image, config.download.concurrency)).with_outputs(
+                REJECTS, main="kept"
+            )
+        )
+        sized = fetched.kept | "ImageQuality" >> ApplyFilter(config.filters.image)
+        rejects = (
+            read_rejects, captioned.rejects, deduped[REJECTS], fetched[REJECTS], sized.rejects
+        ) | "DownloadRejects" >> beam.Flatten()
+        return {"inputs": rows, "kept": sized.kept, "rejects": rejects}
+
+
 def build(pipeline: beam.Pipeline, input_glob: str, output_dir: str, config: PairsConfig) -> None:
     """Adds the pairs pipeline to ``pipeline``."""
-    rows = pipeline | "Read" >> ReadParquetRecords(
-        input_glob, lambda row, source: pair_from_row(row, source, config.columns)
-    )
-    pairs, read_rejects = split_rejects(rows, "SplitReadRejects")
-
-    captioned = pairs | "CaptionFilter" >> ApplyFilter(config.filters.caption)
-
-    deduped = (
-        captioned.kept
-        | "KeyById" >> beam.Map(lambda r: (r.id, r))
-        | "GroupCopies" >> beam.GroupByKey()
-        | "KeepFirstCopy" >> beam.FlatMap(_keep_first).with_outputs(REJECTS, main="kept")
-    )
-
-    fetched = (
-        deduped.kept
-        | "BatchForFetch" >> beam.BatchElements(min_batch_size=1, max_batch_size=config.download.batch_size)
-        | "FetchAndDecode"
-        >> beam.ParDo(FetchAndDecode(config.fetch, config.image, config.download.concurrency)).with_outputs(
-            REJECTS, main="kept"
-        )
-    )
-
-    sized = fetched.kept | "ImageQuality" >> ApplyFilter(config.filters.image)
-    kept, late_rejects = sized.kept, []
+    downloaded = pipeline | "Download" >> DownloadPairs(input_glob, config)
+    kept, rejects = downloaded["kept"], [downloaded["rejects"]]
     if config.score_clip:
-        kept, late_rejects = _score_and_filter_clip(sized.kept, config)
-
-    rejects = (
-        read_rejects,
-        captioned.rejects,
-        deduped[REJECTS],
-        fetched[REJECTS],
-        sized.rejects,
-        *late_rejects,
-    ) | "AllRejects" >> beam.Flatten()
-
-    shards = (
-        kept
-        | "ToSamples" >> beam.ParDo(ToSamples(config.tokens, caption_pair_sample))
-        | "WriteShards"
-        >> WriteShards(
-            output_dir,
-            config.dataset,
-            config.shards.partitions,
-            config.shards.max_samples,
-            config.shards.max_bytes,
-        )
-    )
-    _ = rejects | "WriteRejects" >> WriteRejects(output_dir)
-    counts = {"inputs": rows, "rejects": rejects} | "CountFunnel" >> CountFunnel()
+        kept, clip_rejects = _score_and_filter_clip(kept, config)
+        rejects.extend(clip_rejects)
     header = ManifestHeader(
         dataset=config.dataset,
         config=to_mapping(config),
@@ -192,7 +188,11 @@ def build(pipeline: beam.Pipeline, input_glob: str, output_dir: str, config: Pai
         ),
         steps=STEPS,
     )
-    _ = {"shards": shards, "counts": counts} | "WriteManifest" >> WriteManifest(output_dir, header)
+    _ = {
+        "samples": kept | "ToSamples" >> beam.ParDo(ToSamples(config.tokens, caption_pair_sample)),
+        "inputs": downloaded["inputs"],
+        "rejects": rejects | "AllRejects" >> beam.Flatten(),
+    } | "WriteDataset" >> WriteDataset(output_dir, header, config.shards)
 
 
 def run(input_glob: str, output_dir: str, config: PairsConfig, beam_args: list[str]) -> bool:

@@ -34,9 +34,9 @@ from filters.quality_model import QualityModelFilter
 from filters.text_quality import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter, c4_clean
 from manifests.samples import packed_sequence_sample
 from manifests.shards import ShardSettings
-from pipelines.io import ManifestHeader, MatchPaths, WriteManifest, WriteRejects, WriteShards, split_rejects
+from pipelines.io import ManifestHeader, MatchPaths, WriteDataset, split_rejects
 from pipelines.dedup import NearDedup
-from pipelines.transforms import REJECTS, ApplyFilter, CountFunnel, count_drop
+from pipelines.transforms import REJECTS, ApplyFilter, count_drop
 from synth.packing import pack_corpus
 from synth.partition import assign, fit_centroids
 
@@ -326,11 +326,6 @@ def build(pipeline: beam.Pipeline, input_glob: str, output_dir: str, config: Tex
         | "CountTokens" >> beam.ParDo(CountTokens(config.tokens))
         | "Pack" >> PackSequences(config.packing)
     )
-    shards = packed | "WriteShards" >> WriteShards(
-        output_dir, config.dataset, config.shards.partitions, config.shards.max_samples, config.shards.max_bytes
-    )
-    _ = all_rejects | "WriteRejects" >> WriteRejects(output_dir)
-    counts = {"inputs": rows, "rejects": all_rejects} | "CountFunnel" >> CountFunnel()
     header = ManifestHeader(
         dataset=config.dataset,
         config=to_mapping(config),
@@ -343,9 +338,9 @@ def build(pipeline: beam.Pipeline, input_glob: str, output_dir: str, config: Tex
         | "DistinctDocs" >> beam.Distinct()
         | "CountPackedDocs" >> beam.combiners.Count.Globally()
     )
-    _ = {"shards": shards, "counts": counts, "packed_records": packed_records} | "WriteManifest" >> WriteManifest(
-        output_dir, header
-    )
+    _ = {
+        "samples": packed, "inputs": rows, "rejects": all_rejects, "packed_records": packed_records
+    } | "WriteDataset" >> WriteDataset(output_dir, header, config.shards)
 
 
 def run(input_glob: str, output_dir: str, config: TextConfig, beam_args: list[str]) -> bool:

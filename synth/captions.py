@@ -21,10 +21,11 @@ file with the next version, so each caption's prompt id names its exact text.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.resources
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -32,6 +33,7 @@ from typing import Any, NamedTuple
 import yaml
 
 from curation.models.generator import GenerationRequest
+from curation.records import SYNTHETIC_CAPTION_KEY
 
 DEFAULT_PROMPT = "caption_rewrite_v1"
 TEXT_ONLY_PROMPT = "caption_rewrite_text_only_v1"
@@ -309,3 +311,92 @@ def _after_abbreviation(text: str, stop: int) -> bool:
     """True when the stop at ``stop`` ends an initial ("J.") or a title ("Dr.")."""
     word = _WORD_BEFORE.search(text[:stop])
     return word is not None and (len(word.group(1)) == 1 or word.group(1).lower() in ABBREVIATIONS)
+
+
+SYNTHETIC_KEY = SYNTHETIC_CAPTION_KEY
+SOURCE_KEY = "caption_source"
+REWRITE_KEY = "rewrite"
+
+
+def pair_seed(seed: int, pair_id: str) -> int:
+    """The first-attempt seed of one pair: ``seed`` mixed with the pair's id, so pairs sample differently
+    and a pair samples the same in every run, whatever batch it lands in."""
+    digest = hashlib.blake2b(f"{seed}:{pair_id}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") & 0x7FFFFFFF
+
+
+def rewrite_pairs(
+    pairs: Sequence[Any],
+    generate: Callable[[list[GenerationRequest]], list[Any]],
+    template: PromptTemplate,
+    judge: Callable[[Any], tuple[bool, str | None]],
+    policy: RetryPolicy,
+    seed: int = 0,
+) -> list[tuple[Any, Outcome]]:
+    """Rewrites the alt texts of a batch of pairs, retrying failures with new seeds.
+
+    Each round sends every pair still pending to ``generate`` at once (so a
+    batched or concurrent backend stays busy), cleans each text, writes it to
+    ``meta["synthetic_caption"]`` and asks ``judge`` (the output checks) about
+    it; :func:`decide` then accepts, retries or gives up.
+
+    Args:
+        pairs: ``CaptionPair``s; ``text`` is the alt text.
+        generate: the generator's ``generate``: requests -> results (``ok``, ``text``, ``reason``).
+        template: the prompt; it is sent with the image when ``template.sees_image``.
+        judge: ``record -> (ok, reason)``, scores written into the record's ``stats``.
+        policy: attempts per pair and the fallback.
+        seed: the run's seed (see :func:`pair_seed`).
+
+    Returns:
+        Per pair, in order: the pair as judged last (its last caption in ``meta``,
+        check scores in ``stats``) and its :class:`Outcome`.
+    """
+    judged = list(pairs)
+    attempts: list[list[Attempt]] = [[] for _ in pairs]
+    outcomes: list[Outcome | None] = [None] * len(pairs)
+    pending = list(range(len(pairs)))
+    round_ = 0
+    while pending:
+        requests = [
+            rewrite_request(pairs[i], template, retry_seed(pair_seed(seed, pairs[i].id), round_), template.sees_image)
+            for i in pending
+        ]
+        still_pending = []
+        for i, result in zip(pending, generate(requests)):
+            if result.ok:
+                caption = clean_generation(result.text)
+                judged[i] = dataclasses.replace(
+                    pairs[i], meta={**pairs[i].meta, SYNTHETIC_KEY: caption}, stats=dict(pairs[i].stats)
+                )
+                ok, reason = judge(judged[i])
+                attempts[i].append(Attempt(caption, None if ok else reason))
+            else:
+                attempts[i].append(Attempt(None, result.reason))
+            outcome = decide(pairs[i].text, attempts[i], policy)
+            if outcome.action == "retry":
+                still_pending.append(i)
+            else:
+                outcomes[i] = outcome
+        pending = still_pending
+        round_ += 1
+    return list(zip(judged, outcomes))
+
+
+def with_outcome(pair: Any, outcome: Outcome, provenance: dict[str, Any]) -> Any:
+    """The pair as it goes on: ``meta["caption_source"]`` is ``synthetic`` or ``alt_text``, the
+    synthetic caption (when accepted) in ``meta["synthetic_caption"]``, and ``meta["rewrite"]``
+    holds ``provenance`` (model, prompt) with the failures of the attempts."""
+    meta = {key: value for key, value in pair.meta.items() if key != SYNTHETIC_KEY}
+    if outcome.synthetic:
+        meta[SYNTHETIC_KEY] = outcome.caption
+    meta[SOURCE_KEY] = "synthetic" if outcome.synthetic else "alt_text"
+    meta[REWRITE_KEY] = {**provenance, "failures": list(outcome.failures)}
+    return dataclasses.replace(pair, meta=meta)
+
+
+def final_caption(pair: Any) -> str:
+    """The caption a shard carries: the synthetic one when accepted, else the alt text."""
+    if pair.meta.get(SOURCE_KEY) == "synthetic":
+        return pair.meta[SYNTHETIC_KEY]
+    return pair.text

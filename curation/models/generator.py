@@ -24,6 +24,8 @@ failure is a result with ``ok=False`` and a reason, never an exception.
 
 from __future__ import annotations
 
+import importlib.metadata
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -131,6 +133,15 @@ class GeneratorSpec:
         if self.concurrency < 1 or self.batch_size < 1:
             raise ValueError("concurrency and batch_size must be >= 1")
 
+    def weights_source(self) -> str:
+        """``endpoint:<url>``, ``package:<name>==<version>`` or ``path:<directory>``, for provenance."""
+        if self.backend == "endpoint":
+            return f"endpoint:{self.endpoint}"
+        try:
+            return f"package:{self.model}=={importlib.metadata.version(self.model)}"
+        except importlib.metadata.PackageNotFoundError:
+            return f"path:{self.model}"
+
     def describe(self) -> dict[str, Any]:
         """What the manifest records about this generator."""
         return {
@@ -163,6 +174,18 @@ class Generator(Protocol):
         ...
 
 
+_cache: dict[GeneratorSpec, Generator] = {}
+_cache_lock = threading.Lock()
+
+
+def load_cached_generator(spec: GeneratorSpec, opener: Any = None) -> Generator:
+    """:func:`load_generator`, once per process and spec (Beam workers share it across threads)."""
+    with _cache_lock:
+        if spec not in _cache:
+            _cache[spec] = load_generator(spec, opener)
+        return _cache[spec]
+
+
 def load_generator(spec: GeneratorSpec, opener: Any = None) -> Generator:
     """Builds the backend ``spec`` names, where it runs.
 
@@ -178,3 +201,16 @@ def load_generator(spec: GeneratorSpec, opener: Any = None) -> Generator:
     from curation.models.hf_generator import TransformersGenerator
 
     return TransformersGenerator.load(spec, opener=opener)
+
+
+def generator_sees_images(spec: GeneratorSpec) -> bool:
+    """Whether the generator ``spec`` names is shown images, known without loading weights.
+
+    An endpoint may be (the server decides what it does with them); a transformers
+    model is when its directory holds a vision-language model.
+    """
+    if spec.backend == "endpoint":
+        return True
+    from curation.models.hf_generator import is_vision_language_model
+
+    return is_vision_language_model(spec)

@@ -1,0 +1,119 @@
+"""End to end: `curate captions` against a loopback OpenAI-compatible server and a loopback image server."""
+
+import json
+import tarfile
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from curation.config import load_config
+from curation.sample_data import SampleCase, write_pairs_parquet
+from curation.sample_llm_server import LLMServer
+from manifests.manifest import load_manifest, verify_manifest
+from pipelines import captions
+from pipelines.cli import main
+
+ALT_TEXTS = {
+    "Eiffel Tower at night, Paris 2019": "synthetic",
+    "Portrait of Marie Curie in her laboratory, 1903": "synthetic",
+    "A red bicycle leaning on a wall in Amsterdam [[http500:1]]": "synthetic",  # the client retries the 500
+    "Golden Gate Bridge in the fog [[malformed]]": "malformed_response",  # every attempt fails
+    "Two dogs running on Bondi Beach [[http400]]": "http_400",  # refused at once, on every seed
+}
+
+
+def _config(endpoint: str, fallback: str) -> captions.CaptionsConfig:
+    return load_config(captions.CaptionsConfig, text=f"""
+dataset: captions-test
+fetch:
+  allow_networks: ["127.0.0.1/32"]
+  retries: 0
+generator:
+  backend: endpoint
+  endpoint: {endpoint}
+  model: rule-based-test-model
+  concurrency: 4
+  timeout: 5
+  retries: 1
+  backoff: 0.01
+rewrite:
+  policy:
+    fallback: {fallback}
+shards:
+  max_samples: 3
+  partitions: 2
+""")
+
+
+@pytest.fixture(scope="module")
+def pairs_file(image_server, tmp_path_factory):
+    cases = [SampleCase(f"{image_server.base_url}/img/{40 + i}-400x300.jpg", text, "ok")
+             for i, text in enumerate(ALT_TEXTS)]
+    cases.append(SampleCase(f"{image_server.base_url}/missing/1.jpg", "A lighthouse on a rocky coast", "http_404"))
+    path = tmp_path_factory.mktemp("captions-input") / "pairs.parquet"
+    write_pairs_parquet(cases, str(path))
+    return str(path)
+
+
+def samples(out: Path) -> dict[str, dict]:
+    """alt text -> the sample's json, with its caption (``txt``) added."""
+    found = {}
+    for path in sorted((out / "shards").glob("*.tar")):
+        with tarfile.open(path) as tar:
+            members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+        for name, data in members.items():
+            if name.endswith(".json"):
+                info = json.loads(data)
+                info["caption"] = members[name[: -len("json")] + "txt"].decode()
+                found[info["meta"]["alt_text"]] = info
+    return found
+
+
+@pytest.mark.parametrize("fallback", ["alt_text", "drop"])
+def test_captions_through_an_endpoint_account_for_every_row(fallback, pairs_file, tmp_path):
+    out = tmp_path / "out"
+    with LLMServer() as server:
+        captions.run(pairs_file, str(out), _config(server.base_url, fallback), ["--runner=DirectRunner"])
+        assert server.image_requests == server.requests > 0, "every request carried the image"
+    kept = samples(out)
+    rejects = pq.read_table(out / "rejects").to_pylist()
+    manifest = load_manifest(str(out / "manifest.json"))
+    assert verify_manifest(str(out / "manifest.json")) == []
+    assert manifest["funnel"][0]["in"] == len(ALT_TEXTS) + 1 == len(kept) + len(rejects)
+    assert [(r["step"], r["reason"]) for r in rejects if r["step"] == "fetch"] == [("fetch", "http_404")]
+
+    for alt, expected in ALT_TEXTS.items():
+        if expected == "synthetic":
+            info = kept[alt]
+            assert info["meta"]["caption_source"] == "synthetic"
+            assert len(info["caption"].split()) > len(alt.split()) and info["caption"] != alt
+            plain = alt.split(" [[")[0]
+            assert plain.split(",")[0] in info["caption"], "the alt text's facts survive"
+        elif fallback == "alt_text":
+            info = kept[alt]
+            assert info["meta"]["caption_source"] == "alt_text" and info["caption"] == alt
+            assert info["meta"]["rewrite"]["failures"] == [expected, expected], "retried once with another seed"
+        else:
+            assert alt not in kept
+            assert [(r["step"], r["reason"]) for r in rejects if r["text"] == alt] == [("rewrite", expected)]
+
+    rewriter = manifest["models"][0]
+    assert rewriter["role"] == "caption_rewriter" and rewriter["sees_images"] is True
+    assert rewriter["name"] == "rule-based-test-model" and rewriter["weights"].startswith("endpoint:")
+    assert rewriter["settings"]["max_new_tokens"] > 0 and "prompt" in rewriter
+
+
+def test_endpoint_flags_need_a_model_name(tmp_path, capsys):
+    code = main(["captions", "--input", "x", "--output", str(tmp_path), "--generator-endpoint", "http://127.0.0.1:9/v1"])
+    assert code == 2 and "--generator-name" in capsys.readouterr().err
+
+
+def test_cli_sets_the_generator(capsys):
+    import yaml
+
+    code = main(["captions", "--input", "x", "--output", "y", "--generator-endpoint", "http://127.0.0.1:9/v1",
+                 "--generator-name", "qwen2-vl", "--print-config"])
+    assert code == 0
+    generator = yaml.safe_load(capsys.readouterr().out)["generator"]
+    assert (generator["backend"], generator["endpoint"], generator["model"]) == ("endpoint", "http://127.0.0.1:9/v1", "qwen2-vl")
