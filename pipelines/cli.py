@@ -291,6 +291,7 @@ def format_funnel(manifest: dict) -> str:
     image_funnel = manifest.get("extra", {}).get("image_funnel")
     if image_funnel:
         lines.extend(_funnel_rows("image step", image_funnel))
+    lines.extend(f"{m['role']} {m['name']}: {m['note']}" for m in manifest.get("models", []) if m.get("note"))
     lines.extend(f"WARNING: {w}" for w in manifest.get("warnings", []))
     return "\n".join(lines)
 

@@ -1,7 +1,8 @@
 """``curate demo``: both web pipelines on generated data, with no network beyond loopback.
 
 1. ``curate pairs`` on a LAION-style parquet whose images a loopback HTTP server serves;
-2. ``curate interleaved`` on a generated WARC (pages, their image records and planted bad cases).
+2. ``curate interleaved`` on a generated WARC (pages, their image records and planted bad cases);
+3. ``curate captions`` on a few of those pairs, alt texts rewritten by SmolLM2 (real weights).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from curation.config import load_config
 from curation.sample_data import ImageServer, make_pairs_cases, write_pairs_parquet
 from curation.sample_warc import make_warc_corpus
 from manifests.manifest import load_manifest
-from pipelines import interleaved, pairs
+from pipelines import captions, interleaved, pairs
 
 CONFIGS = Path(__file__).parent / "configs"
 
@@ -27,10 +28,11 @@ def _fresh(output_dir: str) -> None:
 
 
 def run_demo(output_dir: str, beam_args: list[str] | None = None) -> dict[str, dict]:
-    """Runs both demos under ``output_dir/pairs`` and ``output_dir/interleaved``; returns their manifests."""
+    """Runs the demos under ``output_dir/{pairs,interleaved,captions}``; returns their manifests."""
     return {
         "pairs": run_pairs_demo(os.path.join(output_dir, "pairs"), beam_args),
         "interleaved": run_interleaved_demo(os.path.join(output_dir, "interleaved"), beam_args),
+        "captions": run_captions_demo(os.path.join(output_dir, "captions"), beam_args),
     }
 
 
@@ -67,4 +69,19 @@ def run_interleaved_demo(output_dir: str, beam_args: list[str] | None = None) ->
     check_clip_weights(config.clip)
     print(f"demo: {len(corpus.pages)} pages and {len(corpus.images)} images in {input_path}")
     interleaved.run(input_path, output_dir, config, beam_args or ["--runner=DirectRunner"])
+    return load_manifest(FileSystems.join(output_dir, "manifest.json"), opener=FileSystems.open)
+
+
+def run_captions_demo(output_dir: str, beam_args: list[str] | None = None) -> dict:
+    """Serves a few generated pairs on 127.0.0.1, rewrites their alt texts with SmolLM2, returns the manifest."""
+    _fresh(output_dir)
+    input_path = os.path.join(output_dir, "input", "pairs.parquet")
+    os.makedirs(os.path.dirname(input_path), exist_ok=True)
+    config = load_config(captions.CaptionsConfig, str(CONFIGS / "captions-demo.yaml"))
+    with ImageServer(slow_seconds=3.0) as server:
+        cases = [case for case in make_pairs_cases(server.base_url, n_good=6, seed=3) if case.expect in
+                 ("ok", "http_404", "caption_too_short")]
+        write_pairs_parquet(cases, input_path)
+        print(f"demo: {len(cases)} pairs, alt texts rewritten by {config.generator.model} (text-only)")
+        captions.run(input_path, output_dir, config, beam_args or ["--runner=DirectRunner"])
     return load_manifest(FileSystems.join(output_dir, "manifest.json"), opener=FileSystems.open)

@@ -36,7 +36,7 @@ from curation.models.generator import GenerationRequest
 from curation.records import SYNTHETIC_CAPTION_KEY
 
 DEFAULT_PROMPT = "caption_rewrite_v1"
-TEXT_ONLY_PROMPT = "caption_rewrite_text_only_v1"
+TEXT_ONLY_PROMPT = "caption_rewrite_text_only_v2"
 PLACEHOLDER = "{alt_text}"
 FALLBACKS = ("alt_text", "drop")
 _PROMPT_KEYS = ("name", "version", "sees_image", "intent", "system", "user")

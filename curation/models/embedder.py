@@ -85,7 +85,7 @@ class EmbedderSpec:
         """
         if os.path.isdir(self.model):
             return Path(self.model).resolve()
-        package_dir = _package_dir(self.model)
+        package_dir = installed_package_dir(self.model)
         if package_dir is None:
             raise FileNotFoundError(
                 f"embedder model {self.model!r} is neither a model directory nor an installed "
@@ -98,12 +98,12 @@ class EmbedderSpec:
 
     def weights_source(self) -> str:
         """``package:<name>==<version>`` or ``path:<directory>``, for provenance."""
-        if not os.path.isdir(self.model) and _package_dir(self.model) is not None:
+        if not os.path.isdir(self.model) and installed_package_dir(self.model) is not None:
             return f"package:{self.model}=={importlib.metadata.version(self.model)}"
         return f"path:{self.model_dir()}"
 
 
-def _package_dir(name: str) -> Path | None:
+def installed_package_dir(name: str) -> Path | None:
     """The directory of the installed top-level package ``name`` (``-`` read as ``_``)."""
     if not _PACKAGE_NAME.fullmatch(name):
         return None

@@ -174,16 +174,20 @@ class Generator(Protocol):
         ...
 
 
-_cache: dict[GeneratorSpec, Generator] = {}
-_cache_lock = threading.Lock()
+_endpoints: dict[GeneratorSpec, Generator] = {}
+_endpoints_lock = threading.Lock()
 
 
 def load_cached_generator(spec: GeneratorSpec, opener: Any = None) -> Generator:
     """:func:`load_generator`, once per process and spec (Beam workers share it across threads)."""
-    with _cache_lock:
-        if spec not in _cache:
-            _cache[spec] = load_generator(spec, opener)
-        return _cache[spec]
+    if spec.backend == "transformers":
+        from curation.models.hf_generator import load_cached
+
+        return load_cached(spec, opener)
+    with _endpoints_lock:
+        if spec not in _endpoints:
+            _endpoints[spec] = load_generator(spec, opener)
+        return _endpoints[spec]
 
 
 def load_generator(spec: GeneratorSpec, opener: Any = None) -> Generator:
@@ -203,7 +207,7 @@ def load_generator(spec: GeneratorSpec, opener: Any = None) -> Generator:
     return TransformersGenerator.load(spec, opener=opener)
 
 
-def generator_sees_images(spec: GeneratorSpec) -> bool:
+def generator_sees_images(spec: GeneratorSpec, opener: Any = None) -> bool:
     """Whether the generator ``spec`` names is shown images, known without loading weights.
 
     An endpoint may be (the server decides what it does with them); a transformers
@@ -213,4 +217,4 @@ def generator_sees_images(spec: GeneratorSpec) -> bool:
         return True
     from curation.models.hf_generator import is_vision_language_model
 
-    return is_vision_language_model(spec)
+    return is_vision_language_model(spec, opener)

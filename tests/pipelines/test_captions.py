@@ -117,3 +117,41 @@ def test_cli_sets_the_generator(capsys):
     assert code == 0
     generator = yaml.safe_load(capsys.readouterr().out)["generator"]
     assert (generator["backend"], generator["endpoint"], generator["model"]) == ("endpoint", "http://127.0.0.1:9/v1", "qwen2-vl")
+
+
+@pytest.mark.parametrize("kind", ["causal_lm", "vision_language"])
+def test_tiny_random_models_run_through_the_real_loading_path(kind, pairs_file, tmp_path, monkeypatch):
+    from curation.models.hf_generator import TransformersGenerator
+    from tiny_models import save_tiny_llava, save_tiny_lm
+
+    model_dir = tmp_path / kind
+    (save_tiny_lm if kind == "causal_lm" else save_tiny_llava)(model_dir)
+    loads = []
+    real_load = TransformersGenerator.load.__func__
+    monkeypatch.setattr(TransformersGenerator, "load", classmethod(lambda cls, *a, **k: loads.append(1) or real_load(cls, *a, **k)))
+    config = load_config(captions.CaptionsConfig, text=f"""
+fetch:
+  allow_networks: ["127.0.0.1/32"]
+  retries: 0
+generator:
+  model: {model_dir}
+  batch_size: 2
+  settings:
+    max_new_tokens: 8
+""")
+    out = tmp_path / "out"
+    captions.run(pairs_file, str(out), config, ["--runner=DirectRunner"])
+
+    assert loads == [1], "the model loads once per worker, not once per batch"
+    kept = samples(out)
+    assert set(kept) == set(ALT_TEXTS), "every fetched pair survives: the fallback keeps its alt text"
+    for alt, info in kept.items():
+        # Random weights write gibberish: the checks must catch it, twice (a retry with another seed).
+        assert info["meta"]["caption_source"] == "alt_text" and info["caption"] == alt
+        assert len(info["meta"]["rewrite"]["failures"]) == 2
+        assert all(reason.startswith("caption_") for reason in info["meta"]["rewrite"]["failures"])
+    rewriter = load_manifest(str(out / "manifest.json"))["models"][0]
+    sees = kind == "vision_language"
+    assert rewriter["sees_images"] is sees and rewriter["weights"] == f"path:{model_dir}"
+    assert rewriter["prompt"] == ("caption_rewrite_v1" if sees else "caption_rewrite_text_only_v2")
+    assert ("but not the image" in rewriter["note"]) is not sees
