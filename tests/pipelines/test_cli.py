@@ -6,7 +6,7 @@ import yaml
 from pipelines.cli import build_parser, main
 
 
-@pytest.mark.parametrize("argv", [[], ["pairs"], ["interleaved"], ["text"], ["train-quality"], ["manifest"], ["manifest", "verify"], ["manifest", "show"], ["demo"]])
+@pytest.mark.parametrize("argv", [[], ["pairs"], ["interleaved"], ["captions"], ["text"], ["train-quality"], ["manifest"], ["manifest", "verify"], ["manifest", "show"], ["demo"]])
 def test_every_command_has_help(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args([*argv, "--help"])
@@ -57,7 +57,13 @@ CLIP_FLAGS = ["--clip-model", "ViT-B-32", "--clip-pretrained", "gs://made-up-buc
 
 
 @pytest.mark.parametrize(
-    "command, flags", [("pairs", CLIP_FLAGS), ("interleaved", CLIP_FLAGS), ("text", ["--seq-len", "4096"])]
+    "command, flags",
+    [
+        ("pairs", CLIP_FLAGS),
+        ("interleaved", CLIP_FLAGS),
+        ("text", ["--seq-len", "4096"]),
+        ("captions", ["--generator-endpoint", "http://10.0.0.5:8000/v1", "--generator-name", "qwen2-vl"]),
+    ],
 )
 def test_translates_for_dataflow_offline(command, flags, monkeypatch, capsys):
     monkeypatch.setenv("NO_GCE_CHECK", "True")  # no probe of a GCE metadata server
