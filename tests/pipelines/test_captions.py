@@ -1,5 +1,6 @@
 """End to end: `curate captions` against a loopback OpenAI-compatible server and a loopback image server."""
 
+import dataclasses
 import json
 import tarfile
 from pathlib import Path
@@ -155,3 +156,27 @@ generator:
     assert rewriter["sees_images"] is sees and rewriter["weights"] == f"path:{model_dir}"
     assert rewriter["prompt"] == ("caption_rewrite_v1" if sees else "caption_rewrite_text_only_v2")
     assert ("but not the image" in rewriter["note"]) is not sees
+
+
+def test_clip_margin_check_sends_captions_that_score_worse_back_to_the_alt_text(pairs_file, tmp_path):
+    out = tmp_path / "out"
+    with LLMServer() as server:
+        config = _config(server.base_url, "alt_text")
+        extra = load_config(captions.CaptionsConfig, text="""
+score_clip: true
+clip: {model: curation-tiny, allow_random_weights: true, batch_size: 4}
+rewrite: {checks: {clip_margin: {margin: -2.0}}}
+""")
+        config = dataclasses.replace(config, score_clip=True, clip=extra.clip, rewrite=dataclasses.replace(
+            config.rewrite, checks=extra.rewrite.checks))
+        captions.run(pairs_file, str(out), config, ["--runner=DirectRunner"])
+    kept = samples(out)
+    synthetic_before = [alt for alt, expected in ALT_TEXTS.items() if expected == "synthetic"]
+    for alt in synthetic_before:
+        # A margin of -2 demands the caption beat the alt text by 2 in cosine: impossible, so every one falls back.
+        info = kept[alt]
+        assert info["meta"]["caption_source"] == "alt_text" and info["caption"] == alt
+        assert info["meta"]["rewrite"]["failures"][-1] == "caption_clip_margin"
+        assert {"clip_score_alt", "clip_score_caption"} <= set(info["stats"])
+    manifest = load_manifest(str(out / "manifest.json"))
+    assert [m["role"] for m in manifest["models"]] == ["caption_rewriter", "clip"]
