@@ -31,22 +31,21 @@ import hashlib
 import io
 import itertools
 import re
-import socket
 import socketserver
 import struct
-import sys
 import threading
 import urllib.parse
 import zlib
 from collections import Counter
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
+from curation.loopback_server import LOOPBACK, LoopbackHTTPServer
 
 IMAGE_FORMATS = {"jpg": ("JPEG", "image/jpeg"), "png": ("PNG", "image/png"), "webp": ("WEBP", "image/webp")}
 LOSSY_QUALITY = 90
@@ -59,7 +58,6 @@ MAX_SIDE = 8192  # larger /img/ requests answer 404 rather than allocate gigabyt
 BOMB_SIDE = 30_000
 HUGE_BYTES = 30_000_000
 CORRUPT_MARKER = b"\x00garbage"  # a prefix no image format claims, so the bytes stay unidentifiable
-LOOPBACK = "127.0.0.1"
 
 _IMG_PATH = re.compile(r"/img/(\d+)-(\d+)x(\d+)\.(jpg|png|webp)")
 _STREAM_CHUNK = 64 * 1024
@@ -169,7 +167,7 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     disable_nagle_algorithm = True
     timeout = 60  # idle keep-alive connections are dropped after this many seconds
-    server: _HTTPServer
+    server: LoopbackHTTPServer
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base signature
         pass
@@ -187,45 +185,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if reply.body and reply.status not in (204, 304):
             self.wfile.write(reply.body)
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    """A threaded loopback HTTP server that can close its open connections on shutdown."""
-
-    daemon_threads = True
-    request_queue_size = 512
-
-    def __init__(self, owner: ImageServer):
-        self.owner = owner
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        super().__init__((LOOPBACK, 0), _Handler)
-
-    def server_bind(self) -> None:
-        socketserver.TCPServer.server_bind(self)  # HTTPServer's would do a reverse DNS lookup
-        self.server_name, self.server_port = self.server_address[:2]
-
-    def process_request(self, request: socket.socket, client_address: object) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: socket.socket) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._open_lock:
-            for request in list(self._open):
-                try:
-                    request.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        if not isinstance(sys.exc_info()[1], OSError):  # clients hanging up are routine here
-            super().handle_error(request, client_address)
 
 
 class _ConnectionCounter(socketserver.TCPServer):
@@ -270,7 +229,7 @@ class ImageServer:
         self._forbidden_hits = 0
         self._cache: dict[str, _Reply] = {}
         self._stopping = threading.Event()
-        self._httpd: _HTTPServer | None = None
+        self._httpd: LoopbackHTTPServer | None = None
         self._forbidden: _ConnectionCounter | None = None
         self._threads: list[threading.Thread] = []
         self._filler = np.random.default_rng(0).bytes(_STREAM_CHUNK)
@@ -302,7 +261,7 @@ class ImageServer:
             raise RuntimeError("ImageServer is already started")
         self._stopping.clear()
         self._forbidden = _ConnectionCounter(self.forbidden_host, self._count_forbidden)
-        self._httpd = _HTTPServer(self)
+        self._httpd = LoopbackHTTPServer(self, _Handler)
         self._base_url = f"http://{LOOPBACK}:{self._httpd.server_port}"
         self._forbidden_port = self._forbidden.server_address[1]
         self._threads = [

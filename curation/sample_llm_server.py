@@ -33,23 +33,20 @@ import binascii
 import io
 import json
 import re
-import socket
-import socketserver
-import sys
 import threading
 import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from PIL import Image
+from curation.loopback_server import LOOPBACK, LoopbackHTTPServer
 
 MODES = ("ok", "slow", "http500", "http429", "http400", "malformed", "nochoices")
 CHAT_PATH = "/v1/chat/completions"
-LOOPBACK = "127.0.0.1"
 
 _MARKER = re.compile(r"\[\[(\w+)(?::(\d+))?\]\]")
 _ALT_LINE = re.compile(r"^\s*Alt text:\s*(.+)$", re.MULTILINE)
@@ -171,7 +168,7 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     disable_nagle_algorithm = True
     timeout = 60  # idle keep-alive connections are dropped after this many seconds
-    server: _HTTPServer
+    server: LoopbackHTTPServer
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base signature
         pass
@@ -188,45 +185,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send_json(self, status: int, payload: dict[str, Any]) -> None:
         self.send_body(status, json.dumps(payload).encode())
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    """A threaded loopback HTTP server that can close its open connections on shutdown."""
-
-    daemon_threads = True
-    request_queue_size = 512
-
-    def __init__(self, owner: LLMServer):
-        self.owner = owner
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        super().__init__((LOOPBACK, 0), _Handler)
-
-    def server_bind(self) -> None:
-        socketserver.TCPServer.server_bind(self)  # HTTPServer's would do a reverse DNS lookup
-        self.server_name, self.server_port = self.server_address[:2]
-
-    def process_request(self, request: socket.socket, client_address: object) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: socket.socket) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._open_lock:
-            for request in list(self._open):
-                try:
-                    request.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        if not isinstance(sys.exc_info()[1], OSError):  # clients hanging up (after a timeout) are routine
-            super().handle_error(request, client_address)
 
 
 class LLMServer:
@@ -260,7 +218,7 @@ class LLMServer:
         self._authorizations: Counter[str] = Counter()
         self._requests = self._image_requests = self._in_flight = self._max_in_flight = 0
         self._stopping = threading.Event()
-        self._httpd: _HTTPServer | None = None
+        self._httpd: LoopbackHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._base_url = ""
 
@@ -276,7 +234,7 @@ class LLMServer:
         if self._httpd is not None:
             raise RuntimeError("LLMServer is already started")
         self._stopping.clear()
-        self._httpd = _HTTPServer(self)
+        self._httpd = LoopbackHTTPServer(self, _Handler)
         self._base_url = f"http://{LOOPBACK}:{self._httpd.server_port}/v1"
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

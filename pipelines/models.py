@@ -38,15 +38,20 @@ def decode_for_model(image: ImageData, size: int) -> Image.Image:
     return decoded.convert("RGB")
 
 
-class ClipScoreHandler(ModelHandler[CaptionPair, CaptionPair, ClipModel]):
-    """Scores image-text agreement of caption pairs with CLIP (``stats["clip_score"]``)."""
+class _ClipHandler(ModelHandler):
+    """A CLIP model handler: batches of ``spec.batch_size // images_per_record`` records (about
+    ``spec.batch_size`` images), the model loaded on the worker from any Beam filesystem."""
 
-    def __init__(self, spec: ClipSpec):
-        super().__init__(min_batch_size=1, max_batch_size=spec.batch_size)
+    def __init__(self, spec: ClipSpec, images_per_record: int = 1):
+        super().__init__(min_batch_size=1, max_batch_size=max(1, spec.batch_size // images_per_record))
         self._spec = spec
 
     def load_model(self) -> ClipModel:
         return ClipModel.load(self._spec, opener=FileSystems.open)
+
+
+class ClipScoreHandler(_ClipHandler):
+    """Scores image-text agreement of caption pairs with CLIP (``stats["clip_score"]``)."""
 
     def run_inference(
         self, batch: Sequence[CaptionPair], model: ClipModel, inference_args: dict[str, Any] | None = None
@@ -61,7 +66,7 @@ class ClipScoreHandler(ModelHandler[CaptionPair, CaptionPair, ClipModel]):
         return "curation.clip"
 
 
-class ClipPageHandler(ModelHandler[InterleavedDoc, InterleavedDoc, ClipModel]):
+class ClipPageHandler(_ClipHandler):
     """Scores pages with CLIP and moves images to better earlier sentences.
 
     For each page: the [images x sentences] similarity matrix (one forward pass
@@ -72,12 +77,8 @@ class ClipPageHandler(ModelHandler[InterleavedDoc, InterleavedDoc, ClipModel]):
     """
 
     def __init__(self, spec: ClipSpec, margin: float = 0.0):
-        super().__init__(min_batch_size=1, max_batch_size=max(1, spec.batch_size // 8))
-        self._spec = spec
+        super().__init__(spec, images_per_record=8)  # a page holds several images and many sentences
         self._margin = margin
-
-    def load_model(self) -> ClipModel:
-        return ClipModel.load(self._spec, opener=FileSystems.open)
 
     def run_inference(
         self, batch: Sequence[InterleavedDoc], model: ClipModel, inference_args: dict[str, Any] | None = None
@@ -106,16 +107,9 @@ class ClipPageHandler(ModelHandler[InterleavedDoc, InterleavedDoc, ClipModel]):
         return "curation.clip_pages"
 
 
-class ClipCaptionHandler(ModelHandler[CaptionPair, CaptionPair, ClipModel]):
+class ClipCaptionHandler(_ClipHandler):
     """Scores a pair's image against its alt text and its synthetic caption
     (``stats["clip_score_alt"]``, ``stats["clip_score_caption"]``), one image pass for both."""
-
-    def __init__(self, spec: ClipSpec):
-        super().__init__(min_batch_size=1, max_batch_size=spec.batch_size)
-        self._spec = spec
-
-    def load_model(self) -> ClipModel:
-        return ClipModel.load(self._spec, opener=FileSystems.open)
 
     def run_inference(
         self, batch: Sequence[CaptionPair], model: ClipModel, inference_args: dict[str, Any] | None = None
