@@ -10,8 +10,10 @@ before any filter), ``text_quality``, ``page_dedup``, ``images`` (pages with
 their images resolved, deduplicated and attached: the step after the expensive
 fetches) and ``clip_score`` (scored and reordered). A stage writes
 ``DIR/stages/STAGE/pages-*.parquet`` (pages, image bytes left out) and
-``DIR/stages/STAGE/images-*.parquet`` (each image once). Every run writes the
-``images`` and ``clip_score`` stages, so a later run can resume from them.
+``DIR/stages/STAGE/images-*.parquet`` (each image once). Every run from the WARCs
+writes the ``images`` stage, and the ``clip_score`` stage (scored and reordered,
+before the CLIP filter) when CLIP runs, so a later run can resume from them, e.g.
+with another threshold; a run first deletes the stage tables it is about to write.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import AsSingleton, TaggedOutput
 
-from curation.config import to_mapping
+from curation.config import ConfigError, to_mapping
 from curation.fetch import Fetcher, FetchSettings
 from curation.images import ImageRejected, ImageSettings, normalize_image
 from curation.minhash import MinHashSettings
@@ -392,12 +394,52 @@ class ImageFunnel(beam.PTransform):
 # --------------------------------------------------------------------------- CLIP, stages, output
 
 
-def _score_pages(pages: beam.PCollection, config: InterleavedConfig) -> tuple[beam.PCollection, list]:
-    from pipelines.models import ClipPageHandler, RunModel  # imports torch: only when CLIP runs
+class _ScorePages(beam.PTransform):
+    """CLIP page scores and reordering (the ``clip_score`` stage holds their output, before the filter)."""
 
-    scored = pages | "ClipScorePages" >> RunModel(ClipPageHandler(config.clip, config.reorder_margin), step="clip_score")
-    judged = scored.kept | "FilterClipScore" >> FilterClipScore(config.filters.clip)
-    return judged.kept, [scored.rejects, judged.rejects]
+    def __init__(self, config: InterleavedConfig):
+        super().__init__()
+        self._config = config
+
+    def expand(self, pages: beam.PCollection):
+        from pipelines.models import ClipPageHandler, RunModel  # imports torch: only when CLIP runs
+
+        handler = ClipPageHandler(self._config.clip, self._config.reorder_margin)
+        return pages | "RunClip" >> RunModel(handler, step="clip_score")
+
+
+def stages_written(config: InterleavedConfig, stop_after: str | None, resume_from: str | None) -> list[str]:
+    """The stage tables a run writes: ``stop_after``'s, ``images`` on a run from the WARCs, and
+    ``clip_score`` when CLIP runs."""
+    last = STAGES.index(stop_after) if stop_after else len(STAGES)
+    written = [stop_after] if stop_after in ("extract", "text_quality", "page_dedup") else []
+    if resume_from is None and last >= STAGES.index("images"):
+        written.append("images")
+    if config.score_clip and resume_from != "clip_score" and last >= STAGES.index("clip_score"):
+        written.append("clip_score")
+    return written
+
+
+def _clear_stages(output_dir: str, stages: list[str]) -> None:
+    """Deletes stage tables an earlier run left, so a later resume never reads two runs' files."""
+    for stage in stages:
+        directory = FileSystems.join(output_dir, "stages", stage)
+        if FileSystems.exists(directory):
+            FileSystems.delete([directory])
+
+
+def check_stages(config: InterleavedConfig, stop_after: str | None, resume_from: str | None) -> None:
+    """Refuses stage options that cannot mean anything; raises ``ConfigError`` naming the problem."""
+    if resume_from is not None and resume_from not in RESUMABLE:
+        raise ConfigError(f"--resume-from takes one of {', '.join(RESUMABLE)}, got {resume_from!r}")
+    if stop_after is not None and stop_after not in STAGES:
+        raise ConfigError(f"--stop-after takes one of {', '.join(STAGES)}, got {stop_after!r}")
+    if stop_after and resume_from and STAGES.index(stop_after) <= STAGES.index(resume_from):
+        raise ConfigError(f"--stop-after {stop_after} comes before --resume-from {resume_from}")
+    if stop_after == "clip_score" and not config.score_clip:
+        raise ConfigError("--stop-after clip_score needs score_clip: true")
+    if resume_from == "clip_score" and not config.score_clip:
+        raise ConfigError("--resume-from clip_score needs score_clip: true (the stage holds CLIP scores to filter on)")
 
 
 def _stage_prefix(output_dir: str, stage: str, table: str) -> str:
@@ -434,16 +476,23 @@ class WriteStage(beam.PTransform):
         )
 
 
-def _with_images(item: tuple[str, dict[str, list]]) -> Iterable[InterleavedDoc]:
+def _with_images(item: tuple[str, dict[str, list]]) -> Iterable[Any]:
+    """A stage page with its images back in place, or a ``read`` dead letter when its stage lost one."""
     _, joined = item
     images = {image.sha256: image for image in joined["image"]}
     for doc in joined["doc"]:
-        wanted = [s.image_sha256 for s in doc.segments if s.kind == "image"]
-        yield dataclasses.replace(doc, images=[images[sha] for sha in dict.fromkeys(wanted) if sha in images])
+        wanted = list(dict.fromkeys(s.image_sha256 for s in doc.segments if s.kind == "image"))
+        missing = [sha for sha in wanted if sha not in images]
+        if missing:
+            count_drop("read", "stage_image_missing")
+            yield reject(doc, "read", "stage_image_missing", dead_letter=True, detail=", ".join(missing))
+        else:
+            yield dataclasses.replace(doc, images=[images[sha] for sha in wanted])
 
 
 class ReadStage(beam.PTransform):
-    """Reads a stage written by :class:`WriteStage` back into pages with their images."""
+    """Reads a stage written by :class:`WriteStage` back into pages with their images; a page whose
+    images the stage lacks comes out as a ``read`` dead letter instead."""
 
     def __init__(self, output_dir: str, stage: str):
         super().__init__()
@@ -510,10 +559,7 @@ def build(
         stop_after: write this stage's tables and stop (no shards, no manifest).
         resume_from: read this stage's tables from ``output_dir`` instead of the WARCs.
     """
-    if resume_from is not None and resume_from not in RESUMABLE:
-        raise ValueError(f"--resume-from takes one of {', '.join(RESUMABLE)}, got {resume_from!r}")
-    if stop_after is not None and stop_after not in STAGES:
-        raise ValueError(f"--stop-after takes one of {', '.join(STAGES)}, got {stop_after!r}")
+    check_stages(config, stop_after, resume_from)
     rejects: list[beam.PCollection] = []
     image_counts = None
     if resume_from is None:
@@ -534,15 +580,22 @@ def build(
             return
         steps = STEPS
     else:
-        pages = pipeline | "Resume" >> ReadStage(output_dir, resume_from)
-        inputs = pages
-        steps = STEPS[STEPS.index(resume_from) + 1 :]
-    if config.score_clip and resume_from != "clip_score":
-        pages, clip_rejects = _score_pages(pages, config)
-        rejects.extend(clip_rejects)
-        _ = pages | "WriteClipStage" >> WriteStage(output_dir, "clip_score")
-        if stop_after == "clip_score":
-            return
+        resumed = pipeline | "Resume" >> ReadStage(output_dir, resume_from)
+        inputs = resumed
+        pages, stage_rejects = split_rejects(resumed, "SplitStageRejects")
+        rejects.append(stage_rejects)
+        steps = ("read", *STEPS[STEPS.index(resume_from) + (0 if resume_from == "clip_score" else 1) :])
+    if config.score_clip:
+        if resume_from != "clip_score":
+            scored = pages | "ClipScorePages" >> _ScorePages(config)
+            rejects.append(scored.rejects)
+            pages = scored.kept
+            _ = pages | "WriteClipStage" >> WriteStage(output_dir, "clip_score")
+            if stop_after == "clip_score":
+                return
+        judged = pages | "FilterClipScore" >> FilterClipScore(config.filters.clip)
+        pages = judged.kept
+        rejects.append(judged.rejects)
     _write_outputs(pipeline, pages, inputs, rejects, image_counts, output_dir, config, steps)
 
 
@@ -595,6 +648,10 @@ def run(
         False when the runner only translated the job (``--dry_run=True``), True when it ran.
     """
     options = PipelineOptions(beam_args)
+    dry_run = bool(options.get_all_options().get("dry_run"))
+    check_stages(config, stop_after, resume_from)
+    if not dry_run:
+        _clear_stages(output_dir, stages_written(config, stop_after, resume_from))
     with beam.Pipeline(options=options) as pipeline:
         build(pipeline, input_glob, output_dir, config, stop_after, resume_from)
-    return not options.get_all_options().get("dry_run")
+    return not dry_run

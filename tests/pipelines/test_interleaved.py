@@ -1,17 +1,20 @@
 """End to end: `curate interleaved` on a generated WARC with planted cases, on two runners."""
 
+import dataclasses
 import json
 import shutil
 import tarfile
 from collections import Counter
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from curation.config import load_config
 from curation.sample_warc import HEADER_PICTURE, HEADER_PICTURE_VARIANT, make_fetch_warc, make_warc_corpus
 from curation.web_pages import page_id
+from filters.clip_score import ClipScoreFilter
 from manifests.manifest import load_manifest, validate_manifest, verify_manifest
 from pipelines import interleaved
 from pipelines.cli import INTERLEAVED_RESUMABLE, INTERLEAVED_STAGES, main
@@ -154,14 +157,54 @@ def test_manifest_counts_every_page(runs, corpus):
     assert "random-init" in manifest["models"][0]["weights"]
 
 
-def test_resume_from_the_images_stage_gives_the_same_shards(runs, config, tmp_path):
+def _shards(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in (out / "shards").glob("*.tar")}
+
+
+def test_resuming_from_stages_reproduces_or_refilters_the_shards(runs, config, tmp_path):
     out = tmp_path / "resumed"
     shutil.copytree(runs["multiprocess"] / "stages", out / "stages")
+    (out / "stages" / "clip_score" / "pages-99999-of-99999.parquet").write_bytes(b"stale")  # must be cleared
+    original = _shards(runs["multiprocess"])
+
     interleaved.run("unused", str(out), config, ["--runner=DirectRunner"], resume_from="images")
-    original = {p.name: p.read_bytes() for p in (runs["multiprocess"] / "shards").glob("*.tar")}
-    assert {p.name: p.read_bytes() for p in (out / "shards").glob("*.tar")} == original
+    assert _shards(out) == original
+    assert not (out / "stages" / "clip_score" / "pages-99999-of-99999.parquet").exists()
+    assert [s["step"] for s in load_manifest(str(out / "manifest.json"))["funnel"]] == ["read", "clip_score"]
+
+    interleaved.run("unused", str(out), config, ["--runner=DirectRunner"], resume_from="clip_score")
+    assert _shards(out) == original, "no CLIP rerun, the same pages"
+
+    half = dataclasses.replace(config, filters=dataclasses.replace(
+        config.filters, clip=ClipScoreFilter(threshold=None, keep_fraction=0.5)))
+    shutil.copytree(out / "stages", tmp_path / "half" / "stages")
+    interleaved.run("unused", str(tmp_path / "half"), half, ["--runner=DirectRunner"], resume_from="clip_score")
+    funnel = load_manifest(str(tmp_path / "half" / "manifest.json"))["funnel"]
+    kept = len(pages(runs["multiprocess"]))
+    assert funnel[0]["in"] == kept and 0 < funnel[-1]["out"] < kept, "the new threshold applies on resume"
+
+
+def test_stage_options_that_mean_nothing_are_refused(config):
+    from curation.config import ConfigError
+
+    with pytest.raises(ConfigError, match="comes before"):
+        interleaved.check_stages(config, stop_after="images", resume_from="images")
+    with pytest.raises(ConfigError, match="score_clip"):
+        interleaved.check_stages(dataclasses.replace(config, score_clip=False), stop_after="clip_score", resume_from=None)
+
+
+def test_a_stage_that_lost_an_image_gives_dead_letters_not_a_crash(runs, config, tmp_path):
+    out = tmp_path / "lost"
+    shutil.copytree(runs["multiprocess"] / "stages" / "images", out / "stages" / "images")
+    for part in (out / "stages" / "images").glob("images-*.parquet"):
+        part.unlink()
+    empty = pa.Table.from_pylist([], schema=interleaved.IMAGE_SCHEMA)
+    pq.write_table(empty, out / "stages" / "images" / "images-00000-of-00001.parquet")
+    no_clip = dataclasses.replace(config, score_clip=False)
+    interleaved.run("unused", str(out), no_clip, ["--runner=DirectRunner"], resume_from="images")
     manifest = load_manifest(str(out / "manifest.json"))
-    assert [s["step"] for s in manifest["funnel"]] == ["clip_score"]
+    assert manifest["funnel"][0]["dropped"] == {"stage_image_missing": manifest["funnel"][0]["in"]}
+    assert manifest["dead_letters"] == manifest["funnel"][0]["in"] > 0
 
 
 def test_stop_after_extract_writes_every_page_unfiltered(warc, corpus, tmp_path, capsys):
