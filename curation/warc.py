@@ -59,6 +59,8 @@ class WarcResponse:
         body: the payload, with chunked and content encodings removed.
         record_id: the ``WARC-Record-ID``.
         offset: byte offset of the record (its gzip member) in the file.
+        truncated: the crawler cut the payload short (``WARC-Truncated``; Common Crawl
+            truncates payloads over its size limit).
     """
 
     url: str
@@ -68,6 +70,7 @@ class WarcResponse:
     body: bytes
     record_id: str
     offset: int
+    truncated: bool = False
 
 
 @dataclass(frozen=True)
@@ -293,6 +296,7 @@ def _response(record, offset: int) -> WarcResponse | None:
         body=record.content_stream().read(),
         record_id=record.rec_headers.get_header("WARC-Record-ID") or "",
         offset=offset,
+        truncated=bool(record.rec_headers.get_header("WARC-Truncated")),
     )
 
 

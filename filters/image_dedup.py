@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 PHASH_BITS = 64
+_ROWS = 1024
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def canonical_in_bucket(members: Sequence[tuple[str, str]], max_distance: int) -
     unique = sorted(set(members))
     shas = [sha for sha, _ in unique]
     hashes = np.array([int(phash, 16) for _, phash in unique], dtype=np.uint64)
-    distances = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
-    near = distances <= max_distance  # shas are sorted: the first True of a row is the smallest
-    for row, sha in enumerate(shas):
-        yield sha, shas[int(np.argmax(near[row]))]
+    for start in range(0, len(shas), _ROWS):  # rows in chunks: memory stays O(rows x bucket)
+        near = np.bitwise_count(hashes[start : start + _ROWS, None] ^ hashes[None, :]) <= max_distance
+        for row, first in enumerate(np.argmax(near, axis=1)):  # shas are sorted: the first True is the smallest
+            yield shas[start + row], shas[int(first)]

@@ -23,7 +23,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import TaggedOutput
 
-from curation.config import to_mapping
+from curation.config import ConfigError, to_mapping
 from curation.fetch import FetchSettings
 from curation.images import ImageSettings
 from curation.models.clip import ClipSpec
@@ -39,7 +39,15 @@ from manifests.shards import ShardSettings
 from pipelines.io import ManifestHeader, WriteDataset
 from pipelines.pairs import DownloadPairs, DownloadSettings
 from pipelines.transforms import REJECTS, ToSamples, count_drop
-from synth.captions import DEFAULT_PROMPT, TEXT_ONLY_PROMPT, Outcome, RetryPolicy, final_caption, with_outcome
+from synth.captions import (
+    DEFAULT_PROMPT,
+    TEXT_ONLY_PROMPT,
+    Outcome,
+    PromptTemplate,
+    RetryPolicy,
+    final_caption,
+    with_outcome,
+)
 
 STEPS = ("read", "caption", "dedup", "fetch", "decode", "image_quality", "rewrite", "clip_margin")
 
@@ -156,9 +164,16 @@ def build(pipeline: beam.Pipeline, input_glob: str, output_dir: str, config: Cap
     from pipelines.models import RewriteHandler, RunModel  # imports torch: only when a model runs
 
     downloaded = pipeline | "Download" >> DownloadPairs(input_glob, config)
-    prompt = config.rewrite.prompt if sees_images else config.rewrite.text_only_prompt
+    template = PromptTemplate.load(
+        config.rewrite.prompt if sees_images else config.rewrite.text_only_prompt, opener=FileSystems.open
+    )
+    if template.sees_image != sees_images:
+        raise ConfigError(f"prompt {template.id} is written for sees_image={template.sees_image}, "
+                          f"but the generator sees_images={sees_images}")
+    prompt = template.id
     provenance = {"model": config.generator.model, "prompt": prompt, "saw_image": sees_images}
-    generated = downloaded["kept"] | "Rewrite" >> RunModel(RewriteHandler(config.generator, config.rewrite), step="rewrite")
+    handler = RewriteHandler(config.generator, template, config.rewrite)
+    generated = downloaded["kept"] | "Rewrite" >> RunModel(handler, step="rewrite")
     decided = generated.kept | "ApplyOutcome" >> beam.FlatMap(_apply_outcome, provenance).with_outputs(
         REJECTS, main="kept"
     )

@@ -130,7 +130,8 @@ def _read_warc(path: str, settings: PageSettings) -> Iterable[Any]:
                     count_drop("read", item.reason)
                     yield failure_reject(item)
                 elif is_image_response(item):
-                    yield TaggedOutput("images", (item.url, item.body))
+                    if not item.truncated:  # a cut-short image is useless: another capture or a fetch serves it
+                        yield TaggedOutput("images", (item.url, item.body))
                 else:
                     page = page_from_response(item, name, settings)
                     if isinstance(page, Reject):

@@ -131,28 +131,34 @@ class ClipCaptionHandler(_ClipHandler):
 class RewriteHandler(ModelHandler[CaptionPair, tuple[CaptionPair, Outcome], Generator]):
     """Rewrites alt texts with a generator, checks the captions and retries failures with new seeds.
 
-    The prompt follows what the loaded generator can see: ``rewrite.prompt`` for a
-    model that is shown the image, ``rewrite.text_only_prompt`` for one that is not.
+    The prompt is resolved where the job is launched, for what the generator can see
+    (``template.sees_image``); a worker whose generator disagrees refuses to start.
     Yields ``(pair, outcome)`` per pair (see :func:`synth.captions.rewrite_pairs`).
     """
 
-    def __init__(self, spec: GeneratorSpec, rewrite: Any):
+    def __init__(self, spec: GeneratorSpec, template: PromptTemplate, rewrite: Any):
         batch = spec.batch_size if spec.backend == "transformers" else max(spec.batch_size, 2 * spec.concurrency)
         super().__init__(min_batch_size=1, max_batch_size=batch)
         self._spec = spec
+        self._template = template
         self._rewrite = rewrite
 
     def load_model(self) -> Generator:
-        return load_cached_generator(self._spec, opener=FileSystems.open)
+        generator = load_cached_generator(self._spec, opener=FileSystems.open)
+        if generator.sees_images != self._template.sees_image:
+            raise RuntimeError(
+                f"generator {self._spec.model} sees_images={generator.sees_images}, but prompt "
+                f"{self._template.id} was chosen for sees_images={self._template.sees_image}"
+            )
+        return generator
 
     def run_inference(
         self, batch: Sequence[CaptionPair], model: Generator, inference_args: dict[str, Any] | None = None
     ) -> Iterable[tuple[CaptionPair, Outcome]]:
-        rewrite = self._rewrite
-        template = PromptTemplate.load(rewrite.prompt if model.sees_images else rewrite.text_only_prompt)
-        checks = default_checks(rewrite.checks)
+        checks = default_checks(self._rewrite.checks)
         return rewrite_pairs(
-            batch, model.generate, template, lambda pair: run_checks(pair, checks), rewrite.policy, rewrite.seed
+            batch, model.generate, self._template, lambda pair: run_checks(pair, checks), self._rewrite.policy,
+            self._rewrite.seed,
         )
 
     def get_metrics_namespace(self) -> str:
@@ -181,8 +187,8 @@ class EmbedHandler(ModelHandler[TextDoc, tuple[TextDoc, Any], Embedder]):
 def _failed_batch_rejects(failure: tuple[Any, Any], step: str) -> Iterable[Reject]:
     batch, error = failure
     for record in batch if isinstance(batch, (list, tuple)) else [batch]:
-        count_drop(step, "model_error")
-        yield reject(record, step, "model_error", dead_letter=True, detail=repr(error)[:500])
+        count_drop(step, "batch_error")
+        yield reject(record, step, "batch_error", dead_letter=True, detail=repr(error)[:500])
 
 
 class RunModel(beam.PTransform):

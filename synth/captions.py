@@ -74,13 +74,15 @@ class PromptTemplate:
         return f"{self.name}_v{self.version}"
 
     @classmethod
-    def load(cls, name_or_path: str | Path) -> PromptTemplate:
+    def load(cls, name_or_path: str | Path, opener: Callable[[str], Any] | None = None) -> PromptTemplate:
         """Loads a prompt by id from the packaged ``synth/prompts`` or from a YAML file.
 
         Args:
             name_or_path: a packaged prompt's id (``caption_rewrite_v1``), or the
                 path of a YAML file (anything ending in ``.yaml``/``.yml`` or
                 holding a path separator).
+            opener: opens a path for reading in binary mode (``FileSystems.open`` for
+                ``gs://`` and other Beam filesystems); local files need none.
 
         Raises:
             ValueError: on a missing or unknown key, or a packaged file whose
@@ -89,7 +91,10 @@ class PromptTemplate:
         """
         source = str(name_or_path)
         if source.endswith((".yaml", ".yml")) or "/" in source or "\\" in source:
-            return cls.parse(Path(source).read_text(encoding="utf-8"), source)
+            if opener is None:
+                return cls.parse(Path(source).read_text(encoding="utf-8"), source)
+            with opener(source) as handle:
+                return cls.parse(handle.read().decode("utf-8"), source)
         resource = importlib.resources.files("synth").joinpath("prompts", f"{source}.yaml")
         if not resource.is_file():
             raise FileNotFoundError(f"no packaged prompt {source!r} (synth/prompts/{source}.yaml)")

@@ -128,3 +128,15 @@ def test_http_headers_are_parsed_for_non_http_target_uris():
     assert [(i.url, i.content_type, i.charset, i.body) for i in items] == [
         ("hard::example.page.html", "text/html", "latin-1", b"<p>hi</p>")
     ]
+
+
+def test_truncated_payloads_are_flagged():
+    out = io.BytesIO()
+    writer = WARCWriter(out, gzip=True)
+    http = StatusAndHeaders("200 OK", [("Content-Type", "image/jpeg")], protocol="HTTP/1.1")
+    cut = writer.create_warc_record("https://a.test/big.jpg", "response", payload=io.BytesIO(b"\xff\xd8\xff" * 10),
+                                    http_headers=http, warc_headers_dict={"WARC-Truncated": "length"})
+    writer.write_record(cut)
+    data = out.getvalue() + _member("https://a.test/page", b"<html><p>hi</p></html>")
+    first, second = _read(data)
+    assert first.truncated and not second.truncated
