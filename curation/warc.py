@@ -23,7 +23,8 @@ from warcio.exceptions import ArchiveLoadFailed
 from warcio.statusandheaders import StatusAndHeadersParser, StatusAndHeadersParserException
 
 _GZIP_MAGIC = b"\x1f\x8b\x08"
-_CHUNK = 1 << 20
+_CHUNK = 1 << 20  # bytes read from the file at a time
+_STEP = 1 << 16  # compressed bytes first fed to zlib per member; doubled while the member goes on
 _CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_:.+-]+)""", re.IGNORECASE)
 _HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?\s*([a-zA-Z0-9_:.+-]+)", re.IGNORECASE)
 # WHATWG encoding-standard aliases: what browsers really decode these labels as.
@@ -151,6 +152,17 @@ class _Buffer:
         lo = offset - self._start
         return bytes(self._data[lo : lo + size])
 
+    def view(self, offset: int, size: int) -> memoryview:
+        """Up to ``size`` bytes at ``offset`` without copying them.
+
+        Release the view (``with reader.view(...) as chunk:``) before the next call
+        that reads or drops: a bytearray with a live view cannot be resized.
+        """
+        self._fill(offset + size)
+        lo = offset - self._start
+        with memoryview(self._data) as whole:
+            return whole[lo : lo + size]
+
     def drop_before(self, offset: int) -> None:
         del self._data[: offset - self._start]
         self._start = offset
@@ -184,12 +196,18 @@ def _inflate(reader: _Buffer, offset: int) -> tuple[bytes, int]:
     inflater = zlib.decompressobj(31)
     out = []
     pos = offset
+    step = _STEP
     while not inflater.eof:
-        chunk = reader.peek(pos, _CHUNK)
-        if not chunk:
-            raise EOFError("gzip member ends before its end-of-stream marker")
-        out.append(inflater.decompress(chunk))
-        pos += len(chunk)
+        # Feed zlib a view of the buffer (no copy) in steps that start small, as most
+        # members are: at the member's end zlib copies the input it did not use into
+        # ``unused_data``, so that copy is at most one step, not a whole read chunk.
+        with reader.view(pos, step) as chunk:
+            size = len(chunk)
+            if not size:
+                raise EOFError("gzip member ends before its end-of-stream marker")
+            out.append(inflater.decompress(chunk))
+        pos += size
+        step = min(step * 2, _CHUNK)
     return b"".join(out), pos - len(inflater.unused_data)
 
 

@@ -1,8 +1,12 @@
 import io
+import random
+
+import pytest
 
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
+from curation import warc
 from curation.warc import WarcFailure, WarcResponse, decode_html, iter_warc
 
 CP1252_PAGE = '<html><head><meta charset="windows-1252"></head><body><p>Café – naïve “quotes”</p></body></html>'
@@ -140,3 +144,57 @@ def test_truncated_payloads_are_flagged():
     data = out.getvalue() + _member("https://a.test/page", b"<html><p>hi</p></html>")
     first, second = _read(data)
     assert first.truncated and not second.truncated
+
+
+class _ShortReads(io.RawIOBase):
+    """A stream that returns at most ``most`` bytes per read, as pipes and sockets may."""
+
+    def __init__(self, data: bytes, most: int) -> None:
+        self._data, self._pos, self._most = data, 0, most
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        size = self._most if size < 0 else min(size, self._most)
+        chunk = self._data[self._pos : self._pos + size]
+        self._pos += len(chunk)
+        return chunk
+
+
+def _mixed_file() -> tuple[bytes, list[bytes], list[bytes]]:
+    """Small members and members of incompressible payloads larger than zlib's first step,
+    one corrupt and the last truncated, crossing the 1 MiB read boundary."""
+    rng = random.Random(7)
+    big = [rng.randbytes(size) for size in (200_000, 400_000, 90_000, 700_000, 300_000)]
+    members = []
+    for i, payload in enumerate(big):
+        members.append(_member(f"http://a.example/small{i}", f"<p>{i}</p>".encode()))
+        members.append(_member(f"http://a.example/big{i}", payload, "application/octet-stream"))
+    members[3] = _corrupt(members[3])  # big1
+    tail = _member("http://a.example/last", rng.randbytes(150_000), "application/octet-stream")
+    return b"".join(members) + tail[: len(tail) // 2], members, big
+
+
+def test_members_larger_than_a_step_and_across_refills():
+    data, members, payloads = _mixed_file()
+    assert len(data) > warc._CHUNK and max(map(len, members)) > 4 * warc._STEP
+    items = _read(data)
+    starts = [sum(map(len, members[:i])) for i in range(len(members))]
+    expected = [(WarcResponse, starts[i]) for i in range(len(members)) if i != 3]
+    expected.insert(3, (WarcFailure, starts[3]))
+    expected.append((WarcFailure, len(b"".join(members))))
+    assert [(type(i), i.offset) for i in items] == expected
+    assert [f.reason for f in items if isinstance(f, WarcFailure)] == ["corrupt_member", "truncated_member"]
+    responses = [i for i in items if isinstance(i, WarcResponse)]
+    assert [r.body for r in responses if "big" in r.url] == [p for i, p in enumerate(payloads) if i != 1]
+
+
+@pytest.mark.parametrize(("chunk", "step", "most"), [(7, 5, 1 << 20), (4096, 1, 3), (1 << 16, 1 << 10, 999)])
+def test_tiny_reads_and_steps_give_the_same_items(monkeypatch, chunk, step, most):
+    data, _, _ = _mixed_file()
+    data += b"garbage between members" + _member("http://a.example/after", b"<p>after</p>")
+    expected = _read(data)
+    monkeypatch.setattr(warc, "_CHUNK", chunk)
+    monkeypatch.setattr(warc, "_STEP", step)
+    assert list(iter_warc(_ShortReads(data, most), "test.warc.gz")) == expected
