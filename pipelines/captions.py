@@ -184,7 +184,8 @@ def build(pipeline: beam.Pipeline, input_glob: str, output_dir: str, config: Cap
     models = [generator_entry(config.generator, sees_images, prompt)]
     if config.score_clip:
         models.append({"name": config.clip.model, "role": "clip", "weights": config.clip.weights_source()})
-    header = ManifestHeader(dataset=config.dataset, config=to_mapping(config), models=tuple(models), steps=STEPS)
+    steps = STEPS if config.score_clip else STEPS[:-1]  # clip_margin runs only with CLIP
+    header = ManifestHeader(dataset=config.dataset, config=to_mapping(config), models=tuple(models), steps=steps)
     _ = {
         "samples": kept | "ToSamples" >> beam.ParDo(ToSamples(config.tokens, captioned_sample)),
         "inputs": downloaded["inputs"],

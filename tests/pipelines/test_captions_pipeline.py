@@ -99,6 +99,7 @@ def test_captions_through_an_endpoint_account_for_every_row(fallback, pairs_file
             assert alt not in kept
             assert [(r["step"], r["reason"]) for r in rejects if r["text"] == alt] == [("rewrite", expected)]
 
+    assert [step["step"] for step in manifest["funnel"]][-1] == "rewrite", "no clip_margin step without CLIP"
     rewriter = manifest["models"][0]
     assert rewriter["role"] == "caption_rewriter" and rewriter["sees_images"] is True
     assert rewriter["name"] == "rule-based-test-model" and rewriter["weights"].startswith("endpoint:")
@@ -180,3 +181,4 @@ rewrite: {checks: {clip_margin: {margin: -2.0}}}
         assert {"clip_score_alt", "clip_score_caption"} <= set(info["stats"])
     manifest = load_manifest(str(out / "manifest.json"))
     assert [m["role"] for m in manifest["models"]] == ["caption_rewriter", "clip"]
+    assert manifest["funnel"][-1]["step"] == "clip_margin"
