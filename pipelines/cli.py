@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     source.add_argument(
         "--generator-endpoint", metavar="URL",
-        help="OpenAI-compatible base URL, e.g. http://10.0.0.5:8000/v1 (config key generator.endpoint); "
+        help="OpenAI-compatible base URL, e.g. http://vllm.internal:8000/v1 (config key generator.endpoint); "
         "needs --generator-name",
     )
     captions.add_argument("--generator-name", metavar="NAME", help="the model name the endpoint serves")

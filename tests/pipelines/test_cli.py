@@ -62,7 +62,7 @@ CLIP_FLAGS = ["--clip-model", "ViT-B-32", "--clip-pretrained", "gs://made-up-buc
         ("pairs", CLIP_FLAGS),
         ("interleaved", CLIP_FLAGS),
         ("text", ["--seq-len", "4096"]),
-        ("captions", ["--generator-endpoint", "http://10.0.0.5:8000/v1", "--generator-name", "qwen2-vl"]),
+        ("captions", ["--generator-endpoint", "http://127.0.0.1:9/v1", "--generator-name", "qwen2-vl"]),
     ],
 )
 def test_translates_for_dataflow_offline(command, flags, monkeypatch, capsys):
@@ -79,5 +79,10 @@ def test_translates_for_dataflow_offline(command, flags, monkeypatch, capsys):
 def test_the_suite_cannot_leave_loopback():
     import socket
 
-    with socket.socket() as sock, pytest.raises(PermissionError):
-        sock.connect(("10.0.0.1", 80))
+    from loopback_guard import check_address, guarded_connect
+
+    assert socket.socket.connect is guarded_connect, "the suite-wide guard is installed"
+    with socket.socket() as sock:  # the check alone: nothing connects, even if it were broken
+        with pytest.raises(PermissionError):
+            check_address(sock, ("10.0.0.1", 80))
+        assert check_address(sock, ("127.0.0.2", 80)) is None

