@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
+from curation.models.cache import ProcessCache
 
 if TYPE_CHECKING:
     import torch
@@ -320,8 +321,7 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, np.finfo(np.float32).tiny)
 
 
-_cache: dict[ClipSpec, ClipModel] = {}
-_cache_lock = threading.Lock()
+_cache: ProcessCache[ClipModel] = ProcessCache()
 
 
 def load_cached(spec: ClipSpec, opener: Opener | None = None) -> ClipModel:
@@ -329,8 +329,4 @@ def load_cached(spec: ClipSpec, opener: Opener | None = None) -> ClipModel:
 
     The ``opener`` is used only by the first load of a spec.
     """
-    with _cache_lock:
-        model = _cache.get(spec)
-        if model is None:
-            model = _cache[spec] = ClipModel.load(spec, opener)
-        return model
+    return _cache.get(spec, lambda: ClipModel.load(spec, opener))

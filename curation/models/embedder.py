@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import re
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from curation.models.clip import resolve_device
+from curation.models.cache import ProcessCache
 
 if TYPE_CHECKING:
     import torch
@@ -250,14 +250,9 @@ def _pool(states: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
     return (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
 
 
-_cache: dict[EmbedderSpec, Embedder] = {}
-_cache_lock = threading.Lock()
+_cache: ProcessCache[Embedder] = ProcessCache()
 
 
 def load_cached(spec: EmbedderSpec) -> Embedder:
     """:meth:`Embedder.load`, once per process and spec (Beam workers share it)."""
-    with _cache_lock:
-        embedder = _cache.get(spec)
-        if embedder is None:
-            embedder = _cache[spec] = Embedder.load(spec)
-        return embedder
+    return _cache.get(spec, lambda: Embedder.load(spec))

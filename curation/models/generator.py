@@ -25,10 +25,10 @@ failure is a result with ``ok=False`` and a reason, never an exception.
 from __future__ import annotations
 
 import importlib.metadata
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from curation.models.cache import ProcessCache
 
 BACKENDS = ("transformers", "endpoint")
 
@@ -174,8 +174,7 @@ class Generator(Protocol):
         ...
 
 
-_endpoints: dict[GeneratorSpec, Generator] = {}
-_endpoints_lock = threading.Lock()
+_endpoints: ProcessCache[Generator] = ProcessCache()
 
 
 def load_cached_generator(spec: GeneratorSpec, opener: Any = None) -> Generator:
@@ -184,10 +183,7 @@ def load_cached_generator(spec: GeneratorSpec, opener: Any = None) -> Generator:
         from curation.models.hf_generator import load_cached
 
         return load_cached(spec, opener)
-    with _endpoints_lock:
-        if spec not in _endpoints:
-            _endpoints[spec] = load_generator(spec, opener)
-        return _endpoints[spec]
+    return _endpoints.get(spec, lambda: load_generator(spec, opener))
 
 
 def load_generator(spec: GeneratorSpec, opener: Any = None) -> Generator:

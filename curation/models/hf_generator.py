@@ -73,6 +73,7 @@ from typing import TYPE_CHECKING, Any
 from curation.models.clip import Opener, resolve_device
 from curation.models.embedder import PACKAGE_MODEL_SUBDIR, installed_package_dir
 from curation.models.generator import GenerationRequest, GenerationResult, GenerationSettings, GeneratorSpec
+from curation.models.cache import ProcessCache
 
 if TYPE_CHECKING:
     import torch
@@ -351,9 +352,7 @@ class TransformersGenerator:
 
     def close(self) -> None:
         """Drops the model (and this generator from the process cache) and frees its memory."""
-        with _cache_lock:
-            for key in [key for key, value in _cache.items() if value is self]:
-                del _cache[key]
+        _cache.discard(self)
         with self._lock:
             self._model = None
         gc.collect()
@@ -492,8 +491,7 @@ def _prepare_tokenizer(tokenizer: Any) -> None:
         tokenizer.pad_token = tokenizer.eos_token
 
 
-_cache: dict[GeneratorSpec, TransformersGenerator] = {}
-_cache_lock = threading.Lock()
+_cache: ProcessCache[TransformersGenerator] = ProcessCache()
 
 
 def load_cached(spec: GeneratorSpec, opener: Opener | None = None) -> TransformersGenerator:
@@ -501,11 +499,7 @@ def load_cached(spec: GeneratorSpec, opener: Opener | None = None) -> Transforme
 
     The ``opener`` is used only by the first load of a spec.
     """
-    with _cache_lock:
-        generator = _cache.get(spec)
-        if generator is None:
-            generator = _cache[spec] = TransformersGenerator.load(spec, opener)
-        return generator
+    return _cache.get(spec, lambda: TransformersGenerator.load(spec, opener))
 
 
 def is_vision_language_model(spec: GeneratorSpec, opener: Opener | None = None) -> bool:
