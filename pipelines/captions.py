@@ -43,6 +43,8 @@ from synth.captions import (
     DEFAULT_PROMPT,
     TEXT_ONLY_PROMPT,
     Outcome,
+    REWRITE_KEY,
+    SOURCE_KEY,
     PromptTemplate,
     RetryPolicy,
     final_caption,
@@ -110,15 +112,15 @@ def _apply_outcome(item: tuple[CaptionPair, Outcome], provenance: dict[str, Any]
 
 def _judge_clip_margin(pair: CaptionPair, check: CaptionClipMarginCheck, policy: RetryPolicy) -> Iterable[Any]:
     verdict = check(pair)
-    if verdict.keep or pair.meta.get("caption_source") != "synthetic":
+    if verdict.keep or pair.meta.get(SOURCE_KEY) != "synthetic":
         yield pair
         return
-    failures = tuple(pair.meta["rewrite"]["failures"]) + (verdict.reason,)
+    failures = tuple(pair.meta[REWRITE_KEY]["failures"]) + (verdict.reason,)
     if policy.fallback == "drop":
         count_drop("clip_margin", verdict.reason)
         yield TaggedOutput(REJECTS, reject(pair, "clip_margin", verdict.reason))
         return
-    provenance = {k: v for k, v in pair.meta["rewrite"].items() if k != "failures"}
+    provenance = {k: v for k, v in pair.meta[REWRITE_KEY].items() if k != "failures"}
     yield with_outcome(pair, Outcome("fallback", pair.text, False, failures), provenance)
 
 

@@ -56,8 +56,8 @@ from filters.web_text import TextRules, WebTextQualityFilter, filter_paragraphs
 from manifests.manifest import build_funnel
 from manifests.samples import interleaved_sample
 from manifests.shards import ShardSettings
+from pipelines.dedup import NearDedup
 from pipelines.io import ManifestHeader, MatchPaths, WriteDataset, split_rejects
-from pipelines.text import NearDedup
 from pipelines.transforms import REJECTS, ApplyFilter, FilterClipScore, ToSamples, count_drop
 
 STEPS = ("read", "extract", "url_dedup", "language", "text_quality", "page_dedup", "images", "clip_score")
@@ -327,7 +327,7 @@ class AttachImages(beam.PTransform):
     """Resolves, judges and deduplicates every image reference, then puts the bytes into the pages.
 
     Input: pages with image URLs, and ``(url, bytes)`` image payloads from the WARCs.
-    Output: ``(pages, rejects, image events)``.
+    Output: ``(pages, rejects, image events, image references in)``, the last a singleton count.
     """
 
     def __init__(self, config: InterleavedConfig):

@@ -142,6 +142,8 @@ class RewriteHandler(ModelHandler[CaptionPair, tuple[CaptionPair, Outcome], Gene
         self._spec = spec
         self._template = template
         self._rewrite = rewrite
+        # The CLIP margin needs CLIP scores: it runs in its own step after the rewrite.
+        self._checks = default_checks(dataclasses.replace(rewrite.checks, clip_margin=None))
 
     def load_model(self) -> Generator:
         generator = load_cached_generator(self._spec, opener=FileSystems.open)
@@ -155,9 +157,8 @@ class RewriteHandler(ModelHandler[CaptionPair, tuple[CaptionPair, Outcome], Gene
     def run_inference(
         self, batch: Sequence[CaptionPair], model: Generator, inference_args: dict[str, Any] | None = None
     ) -> Iterable[tuple[CaptionPair, Outcome]]:
-        checks = default_checks(self._rewrite.checks)
         return rewrite_pairs(
-            batch, model.generate, self._template, lambda pair: run_checks(pair, checks), self._rewrite.policy,
+            batch, model.generate, self._template, lambda pair: run_checks(pair, self._checks), self._rewrite.policy,
             self._rewrite.seed,
         )
 
