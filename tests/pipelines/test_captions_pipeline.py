@@ -1,8 +1,6 @@
 """End to end: `curate captions` against a loopback OpenAI-compatible server and a loopback image server."""
 
 import dataclasses
-import json
-import tarfile
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -14,6 +12,7 @@ from curation.sample_llm_server import LLMServer
 from manifests.manifest import load_manifest, verify_manifest
 from pipelines import captions
 from pipelines.cli import main
+from shard_samples import read_samples
 
 ALT_TEXTS = {
     "Eiffel Tower at night, Paris 2019": "synthetic",
@@ -59,16 +58,7 @@ def pairs_file(image_server, tmp_path_factory):
 
 def samples(out: Path) -> dict[str, dict]:
     """alt text -> the sample's json, with its caption (``txt``) added."""
-    found = {}
-    for path in sorted((out / "shards").glob("*.tar")):
-        with tarfile.open(path) as tar:
-            members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
-        for name, data in members.items():
-            if name.endswith(".json"):
-                info = json.loads(data)
-                info["caption"] = members[name[: -len("json")] + "txt"].decode()
-                found[info["meta"]["alt_text"]] = info
-    return found
+    return {info["meta"]["alt_text"]: {**info, "caption": files["txt"].decode()} for info, files in read_samples(out)}
 
 
 @pytest.mark.parametrize("fallback", ["alt_text", "drop"])

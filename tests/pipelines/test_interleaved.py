@@ -1,9 +1,7 @@
 """End to end: `curate interleaved` on a generated WARC with planted cases, on two runners."""
 
 import dataclasses
-import json
 import shutil
-import tarfile
 from collections import Counter
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from filters.clip_score import ClipScoreFilter
 from manifests.manifest import load_manifest, validate_manifest, verify_manifest
 from pipelines import interleaved
 from pipelines.cli import INTERLEAVED_RESUMABLE, INTERLEAVED_STAGES, main
+from shard_samples import MULTIPROCESS, PORTABLE, read_samples
 
 TEST_CONFIG = """
 dataset: interleaved-test
@@ -33,10 +32,7 @@ shards:
   max_samples: 5
   partitions: 2
 """
-RUNNERS = {
-    "multiprocess": ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2"],
-    "portable": ["--runner=PortableRunner", "--environment_type=LOOPBACK"],
-}
+RUNNERS = {"multiprocess": MULTIPROCESS, "portable": PORTABLE}
 
 
 @pytest.fixture(scope="module")
@@ -70,17 +66,7 @@ def runs(warc, config, job_service, tmp_path_factory):
 
 def pages(out: Path) -> dict[str, tuple[dict, dict[str, bytes]]]:
     """URL -> (the sample's json, its other files) of every sample in the shards."""
-    found = {}
-    for path in sorted((out / "shards").glob("*.tar")):
-        with tarfile.open(path) as tar:
-            members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
-        for name, data in members.items():
-            if name.endswith(".json"):
-                key = name[: -len(".json")]
-                files = {n[len(key) + 1 :]: d for n, d in members.items() if n.startswith(key + ".") and n != name}
-                info = json.loads(data)
-                found[info["url"]] = (info, files)
-    return found
+    return {info["url"]: (info, files) for info, files in read_samples(out)}
 
 
 def test_stage_names_match_the_cli():

@@ -15,6 +15,7 @@ from curation.sample_text import BOILERPLATE, make_text_corpus
 from manifests.manifest import load_manifest, verify_manifest
 from pipelines import text
 from pipelines.cli import main
+from shard_samples import MULTIPROCESS, PORTABLE
 
 SEQ_LEN = 1024
 TEST_CONFIG = f"""
@@ -29,10 +30,7 @@ shards:
 embedder:
   batch_size: 16
 """
-RUNNERS = {
-    "multiprocess": ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2"],
-    "portable": ["--runner=PortableRunner", "--environment_type=LOOPBACK"],
-}
+RUNNERS = {"multiprocess": MULTIPROCESS, "portable": PORTABLE}
 
 
 @pytest.fixture(scope="module")
