@@ -2,7 +2,7 @@
 
     python bench/bench_endpoint.py [--requests 64] [--delay 0.2] [--concurrency 8 16]
 
-The server (`curation.sample_llm_server.LLMServer`) answers every request after
+The server (`sampledata.llm_server.LLMServer`) answers every request after
 a fixed ``--delay``, standing in for a model's latency, so throughput measures
 how well the client overlaps requests: the same ``--requests`` alt-text
 rewrites go through the path the pipeline uses (``load_generator`` then
@@ -17,7 +17,7 @@ import argparse
 import time
 
 from curation.models.generator import GenerationRequest, GeneratorSpec, load_generator
-from curation.sample_llm_server import LLMServer
+from sampledata.llm_server import LLMServer
 
 TARGET_RATIO = 0.8
 

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _serve(queue: multiprocessing.Queue, stop: multiprocessing.Event) -> None:
-    from curation.sample_data import ImageServer
+    from sampledata.pairs import ImageServer
 
     with ImageServer() as server:
         queue.put(server.base_url)
@@ -69,7 +69,7 @@ def _count_images(directory: Path) -> int:
 
 
 def run_ours(urls: list[str], work: Path, threads: int) -> tuple[int, float, float]:
-    from curation.sample_data import SampleCase, write_pairs_parquet
+    from sampledata.pairs import SampleCase, write_pairs_parquet
 
     cases = [SampleCase(url=u, text=f"A benchmark photograph number {i}", expect="ok") for i, u in enumerate(urls)]
     parquet = work / "ours-input.parquet"
@@ -80,7 +80,7 @@ def run_ours(urls: list[str], work: Path, threads: int) -> tuple[int, float, flo
         "--allow-network", "127.0.0.1/32", "--set", "score_clip=false",
         "--set", f"download.concurrency={threads}", "--set", "download.batch_size=256",
         "--set", "filters.image.min_side=64", "--set", "filters.image.max_aspect=3.0",
-        "--set", "shards.partitions=1", "--runner=DirectRunner",
+        "--runner=DirectRunner",
     ]
     wall, cpu, _ = _timed(command, dict(os.environ))
     kept = json.loads((out / "manifest.json").read_text())["totals"]["samples"]
@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--img2dataset-python", default=str(ROOT / "bench-out" / "img2dataset-venv" / "bin" / "python"))
     args = parser.parse_args()
 
-    from curation.sample_data import make_url_list
+    from sampledata.pairs import make_url_list
 
     queue: multiprocessing.Queue = multiprocessing.Queue()
     stop = multiprocessing.Event()

@@ -27,7 +27,6 @@ import ssl
 import threading
 import time
 import urllib.parse
-import urllib.request
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,14 +34,10 @@ from typing import Callable, Sequence, Union
 
 import certifi
 import urllib3
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    HTTPError,
-    LocationParseError,
-    NewConnectionError,
-    ReadTimeoutError,
-)
-from urllib3.util import Url, make_headers, parse_url
+from urllib3.exceptions import HTTPError, LocationParseError
+from urllib3.util import Url, parse_url
+
+from curation.http_client import EnvironmentProxies, classify_error, proxy_headers, with_retries
 
 Resolver = Callable[[str], list[str]]
 _Address = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
@@ -272,27 +267,6 @@ def _is_ip_literal(host: str) -> bool:
     return True
 
 
-def _proxy_url(raw: str) -> Url:
-    proxy = parse_url(raw if "://" in raw else f"http://{raw}")
-    if proxy.scheme != "http" or not proxy.host:
-        raise ValueError(f"unsupported proxy {raw!r}: only http:// proxies are supported")
-    return proxy
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    """``exc``, its arguments that are exceptions, and their causes, recursively."""
-    seen: list[BaseException] = []
-    todo = [exc]
-    while todo:
-        current = todo.pop()
-        if any(current is done for done in seen):
-            continue
-        seen.append(current)
-        todo.extend(arg for arg in current.args if isinstance(arg, BaseException))
-        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
-    return seen
-
-
 @dataclass(frozen=True)
 class _Outcome:
     """What one request attempt gave."""
@@ -308,18 +282,8 @@ class _Outcome:
 
 def _error_outcome(exc: BaseException) -> _Outcome:
     """Classifies an exception raised while requesting or reading a response."""
-    chain = _chain(exc)
-    detail = f"{type(exc).__name__}: {exc}"
-    if any(isinstance(e, ssl.SSLCertVerificationError) for e in chain):
-        return _Outcome("connection_error", detail=detail)
-    if any(isinstance(e, NewConnectionError) for e in chain):
-        return _Outcome("connection_error", retryable=True, detail=detail)
-    timeouts = (ConnectTimeoutError, ReadTimeoutError, TimeoutError, socket.timeout)
-    if any(isinstance(e, timeouts) for e in chain):
-        return _Outcome("timeout", retryable=True, detail=detail)
-    if isinstance(exc, (HTTPError, OSError)):
-        return _Outcome("connection_error", retryable=True, detail=detail)
-    return _Outcome("connection_error", detail=f"unexpected {detail}")
+    failure = classify_error(exc, permanent=(ssl.SSLCertVerificationError,))
+    return _Outcome(failure.reason, retryable=failure.retryable, detail=failure.detail)
 
 
 def _content_length(response: urllib3.BaseHTTPResponse) -> int | None:
@@ -372,12 +336,11 @@ class Fetcher:
             "Accept": "*/*",
             "Accept-Encoding": "identity",
         }
-        self._proxy_env = urllib.request.getproxies_environment()
-        self._proxies = {
-            scheme: _proxy_url(self._proxy_env[scheme])
-            for scheme in ("http", "https")
-            if self._proxy_env.get(scheme)
-        }
+        self._proxies = EnvironmentProxies()
+        for scheme, proxy in self._proxies.urls.items():
+            if proxy.scheme != "http" or not proxy.host:
+                raw = self._proxies.environment[scheme]
+                raise ValueError(f"unsupported proxy {raw!r}: only http:// proxies are supported")
         self._pools: OrderedDict[tuple, urllib3.HTTPConnectionPool] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -464,13 +427,11 @@ class Fetcher:
 
     def _request(self, target: _Target, addresses: list[str]) -> tuple[_Outcome, int]:
         """Requests ``target`` with retries; returns the outcome and the attempts made."""
-        attempt = 1
-        while True:
-            outcome = self._attempt(target, addresses[(attempt - 1) % len(addresses)])
-            if not outcome.retryable or attempt > self._settings.retries:
-                return outcome, attempt
-            time.sleep(self._settings.backoff * 2 ** (attempt - 1))
-            attempt += 1
+        return with_retries(
+            lambda attempt: self._attempt(target, addresses[(attempt - 1) % len(addresses)]),
+            self._settings.retries,
+            self._settings.backoff,
+        )
 
     def _attempt(self, target: _Target, ip: str) -> _Outcome:
         deadline = time.monotonic() + self._settings.total_timeout
@@ -479,7 +440,7 @@ class Fetcher:
         if proxy is not None and target.scheme == "http":
             pool = self._pool(("proxy", proxy.url), lambda: self._proxy_pool(proxy))
             request_url = target.absolute_url
-            headers.update(make_headers(proxy_basic_auth=proxy.auth) if proxy.auth else {})
+            headers.update(proxy_headers(proxy))
         else:
             key = (target.scheme, ip, target.port, target.host, proxy.url if proxy else None)
             pool = self._pool(key, lambda: self._origin_pool(target, ip, proxy))
@@ -537,14 +498,8 @@ class Fetcher:
         return _Outcome("ok", status, bytes(body), content_type)
 
     def _proxy_for(self, target: _Target, ip: str) -> Url | None:
-        proxy = self._proxies.get(target.scheme)
-        if proxy is None:
-            return None
-        bypass = urllib.request.proxy_bypass_environment
         bracketed_ip = f"[{ip}]" if ":" in ip else ip  # so the port splitter leaves IPv6 alone
-        if bypass(target.host, self._proxy_env) or bypass(bracketed_ip, self._proxy_env):
-            return None
-        return proxy
+        return self._proxies.for_target(target.scheme, target.host, bracketed_ip)
 
     def _pool(self, key: tuple, make: Callable[[], urllib3.HTTPConnectionPool]) -> urllib3.HTTPConnectionPool:
         evicted = None
@@ -573,8 +528,7 @@ class Fetcher:
             )
         tunnel = {}
         if proxy is not None:
-            auth = make_headers(proxy_basic_auth=proxy.auth) if proxy.auth else {}
-            tunnel = {"_proxy": proxy, "_proxy_headers": auth}
+            tunnel = {"_proxy": proxy, "_proxy_headers": proxy_headers(proxy)}
         return urllib3.HTTPSConnectionPool(
             ip,
             target.port,

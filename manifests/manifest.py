@@ -71,22 +71,41 @@ class FunnelStep:
         in_: records that entered the step (serialised as ``"in"``).
         out: records that left it.
         dropped: reason -> records dropped for that reason.
+        dead_letters: reason -> records of ``dropped`` that failed rather than were
+            judged (serialised only when there are some).
+        fallback: reason -> records let out on a fallback, counted in ``out``
+            (serialised only when there are some).
     """
 
     step: str
     in_: int
     out: int
     dropped: dict[str, int] = field(default_factory=dict)
+    dead_letters: dict[str, int] = field(default_factory=dict)
+    fallback: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "in": self.in_, "out": self.out, "dropped": dict(sorted(self.dropped.items()))}
+        row = {"step": self.step, "in": self.in_, "out": self.out, "dropped": dict(sorted(self.dropped.items()))}
+        for key in ("dead_letters", "fallback"):
+            if getattr(self, key):
+                row[key] = dict(sorted(getattr(self, key).items()))
+        return row
 
     @classmethod
     def from_dict(cls, row: Mapping[str, Any]) -> FunnelStep:
-        return cls(step=row["step"], in_=row["in"], out=row["out"], dropped=dict(row["dropped"]))
+        return cls(
+            step=row["step"], in_=row["in"], out=row["out"], dropped=dict(row["dropped"]),
+            dead_letters=dict(row.get("dead_letters", {})), fallback=dict(row.get("fallback", {})),
+        )
 
 
-def build_funnel(steps: Sequence[str], inputs: int, dropped: Mapping[tuple[str, str], int]) -> list[FunnelStep]:
+def build_funnel(
+    steps: Sequence[str],
+    inputs: int,
+    dropped: Mapping[tuple[str, str], int],
+    dead_letters: Mapping[tuple[str, str], int] | None = None,
+    fallback: Mapping[tuple[str, str], int] | None = None,
+) -> list[FunnelStep]:
     """Builds the funnel by walking ``steps`` in order.
 
     Step ``i`` takes in what step ``i - 1`` let out (the first takes
@@ -96,31 +115,46 @@ def build_funnel(steps: Sequence[str], inputs: int, dropped: Mapping[tuple[str, 
         steps: the step names, in pipeline order.
         inputs: the number of records that entered the first step.
         dropped: (step, reason) -> count, e.g. from Beam's ``dropped.*`` counters.
+        dead_letters: (step, reason) -> how many of those drops were failures.
+        fallback: (step, reason) -> records a step let out on a fallback.
 
     Raises:
         ValueError: on a repeated step name, a negative count, a (step, reason)
-            whose step is not in ``steps``, or a step that drops more than it got.
+            whose step is not in ``steps``, a step that drops more than it got,
+            more dead letters than drops for a reason, or more fallbacks than out.
     """
     if len(set(steps)) != len(steps):
         raise ValueError(f"repeated step names in {list(steps)}")
     if inputs < 0:
         raise ValueError(f"negative input count {inputs}")
-    per_step: dict[str, dict[str, int]] = {step: {} for step in steps}
-    for (step, reason), count in dropped.items():
-        if step not in per_step:
-            raise ValueError(f"drop reason {reason!r} names unknown step {step!r}")
-        if count < 0:
-            raise ValueError(f"negative drop count {count} for {step}/{reason}")
-        per_step[step][reason] = count
+    per_step = _per_step(steps, dropped, "drop")
+    dead = _per_step(steps, dead_letters or {}, "dead letter")
+    fell_back = _per_step(steps, fallback or {}, "fallback")
     funnel = []
     count_in = inputs
     for step in steps:
         out = count_in - sum(per_step[step].values())
         if out < 0:
             raise ValueError(f"step {step!r} drops {count_in - out} records but only {count_in} entered it")
-        funnel.append(FunnelStep(step=step, in_=count_in, out=out, dropped=per_step[step]))
+        for reason, count in dead[step].items():
+            if count > per_step[step].get(reason, 0):
+                raise ValueError(f"step {step!r} has {count} dead letters for {reason!r} but fewer drops")
+        if sum(fell_back[step].values()) > out:
+            raise ValueError(f"step {step!r} lets {out} records out but counts more fallbacks")
+        funnel.append(FunnelStep(step, count_in, out, per_step[step], dead[step], fell_back[step]))
         count_in = out
     return funnel
+
+
+def _per_step(steps: Sequence[str], counts: Mapping[tuple[str, str], int], what: str) -> dict[str, dict[str, int]]:
+    per_step: dict[str, dict[str, int]] = {step: {} for step in steps}
+    for (step, reason), count in counts.items():
+        if step not in per_step:
+            raise ValueError(f"{what} reason {reason!r} names unknown step {step!r}")
+        if count < 0:
+            raise ValueError(f"negative {what} count {count} for {step}/{reason}")
+        per_step[step][reason] = count
+    return per_step
 
 
 def canonical_json(value: Any) -> bytes:
@@ -149,6 +183,7 @@ def build_manifest(
     created_at: str | None = None,
     extra: Mapping[str, Any] | None = None,
     packed_records: int | None = None,
+    budget_exceeded: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Builds a manifest and checks it with :func:`validate_manifest`.
 
@@ -168,6 +203,9 @@ def build_manifest(
         packed_records: for datasets whose samples pack several records (e.g.
             documents packed into training sequences), the number of records the
             shards hold; the funnel counts records, the totals count samples.
+        budget_exceeded: one line per step over its failure budget; stored under
+            ``"budget_exceeded"`` and among the warnings, so that a trainer can
+            refuse a broken run's shards.
 
     Raises:
         ValueError: when the result would not be a valid manifest.
@@ -185,8 +223,10 @@ def build_manifest(
         "totals": {"shards": len(shard_rows), **{k: sum(row[k] for row in shard_rows) for k in SHARD_COUNTS}},
         "dead_letters": dead_letters,
         "funnel": [step.to_dict() for step in funnel],
-        "warnings": model_warnings(models),
+        "warnings": model_warnings(models) + [f"failure budget exceeded: {line}" for line in budget_exceeded],
     }
+    if budget_exceeded:
+        manifest["budget_exceeded"] = list(budget_exceeded)
     if extra is not None:
         manifest["extra"] = json.loads(canonical_json(extra))
     if packed_records is not None:
@@ -396,6 +436,21 @@ def _check_shards_and_totals(manifest: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _check_step_failures(label: str, step: Mapping[str, Any], dropped: Mapping[str, int], out: int | None) -> list[str]:
+    """A step's dead letters are some of its drops; its fallbacks are some of its out."""
+    problems = []
+    for key in ("dead_letters", "fallback"):
+        counts = step.get(key, {})
+        if not (isinstance(counts, Mapping) and all(_is_count(n) for n in counts.values())):
+            problems.append(f"{label}: {key} must map reasons to non-negative integers")
+    dead, fallback = step.get("dead_letters", {}), step.get("fallback", {})
+    if isinstance(dead, Mapping) and any(n > dropped.get(reason, 0) for reason, n in dead.items() if _is_count(n)):
+        problems.append(f"{label}: more dead letters than drops for a reason")
+    if isinstance(fallback, Mapping) and out is not None and sum(n for n in fallback.values() if _is_count(n)) > out:
+        problems.append(f"{label}: more fallbacks ({sum(fallback.values())}) than records out ({out})")
+    return problems
+
+
 def _check_funnel(manifest: Mapping[str, Any]) -> list[str]:
     if "funnel" not in manifest:
         return []
@@ -429,6 +484,7 @@ def _check_funnel(manifest: Mapping[str, Any]) -> list[str]:
             problems.append(f"{label}: in and out must be non-negative integers")
         elif drops_ok and count_in != count_out + sum(dropped.values()):
             problems.append(f"{label}: in ({count_in}) != out ({count_out}) + dropped ({sum(dropped.values())})")
+        problems += _check_step_failures(label, step, dropped if drops_ok else {}, count_out if counts_ok else None)
         if counts_ok and previous_out is not None and count_in != previous_out:
             problems.append(f"{label}: in ({count_in}) != previous step's out ({previous_out})")
         previous_out = count_out if counts_ok else None

@@ -120,6 +120,12 @@ def archive_bytes(member_bytes: int) -> int:
     return -(-total // _RECORD) * _RECORD
 
 
+def member_budget(max_bytes: int) -> int:
+    """The most member bytes a tar of at most ``max_bytes`` can hold (the inverse of
+    :func:`archive_bytes`); negative when not even an empty archive fits."""
+    return max_bytes // _RECORD * _RECORD - _END_OF_ARCHIVE
+
+
 def write_shard(samples: Sequence[Sample], fileobj: BinaryIO, path: str) -> ShardInfo:
     """Writes ``samples`` as one deterministic webdataset tar to ``fileobj``.
 
@@ -157,19 +163,19 @@ def write_shard(samples: Sequence[Sample], fileobj: BinaryIO, path: str) -> Shar
     )
 
 
-def shard_name(prefix: str, partition: int, index: int) -> str:
+def shard_name(prefix: str, bucket: int, index: int) -> str:
     """Returns the relative path of a shard, e.g. ``shards/pairs-00003-00001.tar``.
 
     Args:
         prefix: the dataset's shard prefix (no ``/``).
-        partition: the writer partition (bundle/worker split) number.
-        index: the shard's number within its partition.
+        bucket: the writer's bucket (the group of samples one worker writes) number.
+        index: the shard's number within its bucket.
     """
     if not prefix or "/" in prefix or "\\" in prefix:
         raise ValueError(f"invalid shard prefix {prefix!r}")
-    if partition < 0 or index < 0:
-        raise ValueError(f"negative shard partition or index: {partition}, {index}")
-    return f"shards/{prefix}-{partition:05d}-{index:05d}.tar"
+    if bucket < 0 or index < 0:
+        raise ValueError(f"negative shard bucket or index: {bucket}, {index}")
+    return f"shards/{prefix}-{bucket:05d}-{index:05d}.tar"
 
 
 def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
@@ -210,14 +216,15 @@ class _HashingWriter(io.RawIOBase):
 
 @dataclass(frozen=True)
 class ShardSettings:
-    """Shard rollover and write parallelism.
+    """Shard rollover. Writing spreads over as many workers as there are shards
+    (``pipelines.write_shards``), so there is no writer count to set. Shards come
+    out somewhat under the limits, which leave room for the spread of a hash
+    bucket's size: about 9,700 of 10,000 samples, or half of 16.
 
     Attributes:
         max_samples: samples per shard at most.
         max_bytes: bytes per shard at most (a larger single sample gets its own shard).
-        partitions: independent shard writers; samples are spread over them by key.
     """
 
     max_samples: int = 10_000
     max_bytes: int = 1_000_000_000
-    partitions: int = 8

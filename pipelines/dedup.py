@@ -9,14 +9,13 @@ from apache_beam.pvalue import TaggedOutput
 
 from curation.minhash import MinHashSettings, band_keys, duplicates_in_bucket, signature
 from curation.records import reject
-from pipelines.transforms import REJECTS, count_drop
+from pipelines.transforms import REJECTS
 
 
 def _drop_marked(item: tuple[str, dict[str, list]], step: str, reason: str) -> Iterable[Any]:
     _, joined = item
     for doc in joined["doc"]:
         if joined["mark"]:
-            count_drop(step, reason)
             yield TaggedOutput(REJECTS, reject(doc, step, reason, detail=f"kept {min(joined['mark'])}"))
         else:
             yield doc

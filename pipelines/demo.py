@@ -14,10 +14,10 @@ from pathlib import Path
 from apache_beam.io.filesystems import FileSystems
 
 from curation.config import load_config
-from curation.sample_data import ImageServer, make_pairs_cases, write_pairs_parquet
-from curation.sample_warc import make_warc_corpus
 from manifests.manifest import load_manifest
 from pipelines import captions, interleaved, pairs
+from sampledata.pairs import ImageServer, make_pairs_cases, write_pairs_parquet
+from sampledata.warc import make_warc_corpus
 
 CONFIGS = Path(__file__).parent / "configs"
 
@@ -38,13 +38,13 @@ def run_demo(output_dir: str, beam_args: list[str] | None = None) -> dict[str, d
 
 def run_pairs_demo(output_dir: str, beam_args: list[str] | None = None) -> dict:
     """Generates sample data, serves it on 127.0.0.1, runs ``curate pairs`` and returns the manifest."""
-    from pipelines.cli import check_clip_weights
+
 
     _fresh(output_dir)
     input_path = os.path.join(output_dir, "input", "pairs.parquet")
     os.makedirs(os.path.dirname(input_path), exist_ok=True)
     config = load_config(pairs.PairsConfig, str(CONFIGS / "pairs-demo.yaml"))
-    check_clip_weights(config.clip)
+    check_clip_weights(config)
     with ImageServer(slow_seconds=3.0) as server:
         cases = make_pairs_cases(server.base_url)
         write_pairs_parquet(cases, input_path)
@@ -57,7 +57,7 @@ def run_pairs_demo(output_dir: str, beam_args: list[str] | None = None) -> dict:
 
 def run_interleaved_demo(output_dir: str, beam_args: list[str] | None = None) -> dict:
     """Writes a generated WARC, runs ``curate interleaved`` on it and returns the manifest."""
-    from pipelines.cli import check_clip_weights
+
 
     _fresh(output_dir)
     input_path = os.path.join(output_dir, "input", "pages.warc.gz")
@@ -66,7 +66,7 @@ def run_interleaved_demo(output_dir: str, beam_args: list[str] | None = None) ->
     with open(input_path, "wb") as handle:
         handle.write(corpus.data)
     config = load_config(interleaved.InterleavedConfig, str(CONFIGS / "interleaved-demo.yaml"))
-    check_clip_weights(config.clip)
+    check_clip_weights(config)
     print(f"demo: {len(corpus.pages)} pages and {len(corpus.images)} images in {input_path}")
     interleaved.run(input_path, output_dir, config, beam_args or ["--runner=DirectRunner"])
     return load_manifest(FileSystems.join(output_dir, "manifest.json"), opener=FileSystems.open)

@@ -7,8 +7,6 @@ All paths go through ``apache_beam.io.filesystems.FileSystems``, so local,
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import sys
 from typing import Any, Callable, Iterable, Sequence
 
 import apache_beam as beam
@@ -20,9 +18,10 @@ import curation
 from curation.ids import content_id
 from curation.readers import iter_parquet_rows, parquet_row_groups
 from curation.records import Reject, to_row
-from manifests.manifest import build_funnel, build_manifest, dump_manifest
-from manifests.shards import Sample, ShardInfo, ShardSettings, plan_shards, shard_name, write_shard
-from pipelines.transforms import CountFunnel
+from curation.budgets import FailureBudgets, over_budget
+from manifests.manifest import FunnelStep, build_funnel, build_manifest, dump_manifest
+from manifests.shards import ShardInfo, ShardSettings
+from pipelines.write_shards import WriteShards
 
 
 def _row_groups(path: str) -> Iterable[Any]:
@@ -102,49 +101,6 @@ def split_rejects(records: beam.PCollection, label: str = "SplitRejects") -> tup
     return parts[0], parts[1]
 
 
-def _write_partition(
-    item: tuple[int, Iterable[Sample]], output_dir: str, prefix: str, max_samples: int, max_bytes: int
-) -> Iterable[ShardInfo]:
-    partition, samples = item
-    ordered = sorted(samples, key=lambda s: s.key)
-    for index, group in enumerate(plan_shards(ordered, max_samples, max_bytes)):
-        relative = shard_name(prefix, partition, index)
-        final = FileSystems.join(output_dir, relative)
-        temporary = final + ".inprogress"
-        with FileSystems.create(temporary) as handle:
-            info = write_shard(group, handle, relative)
-        FileSystems.rename([temporary], [final])
-        yield info
-
-
-def partition_of(key: str, partitions: int) -> int:
-    """Deterministic shard partition of a sample key."""
-    return int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:8], 16) % partitions
-
-
-class WriteShards(beam.PTransform):
-    """Writes samples as webdataset tars; returns one :class:`ShardInfo` per shard.
-
-    Samples are spread over ``partitions`` by a hash of their key, sorted by key
-    inside each partition and rolled into shards by count and bytes, so the same
-    samples always give the same shard names and bytes, on any runner.
-    """
-
-    def __init__(self, output_dir: str, prefix: str, partitions: int, max_samples: int, max_bytes: int):
-        super().__init__()
-        self._args = (output_dir, prefix, max_samples, max_bytes)
-        self._partitions = partitions
-
-    def expand(self, samples: beam.PCollection) -> beam.PCollection:
-        output_dir, prefix, max_samples, max_bytes = self._args
-        return (
-            samples
-            | "KeyByPartition" >> beam.Map(lambda s, n: (partition_of(s.key, n), s), self._partitions)
-            | "GroupPartitions" >> beam.GroupByKey()
-            | "WriteTars" >> beam.FlatMap(_write_partition, output_dir, prefix, max_samples, max_bytes)
-        )
-
-
 class WriteRejects(beam.PTransform):
     """Writes every reject (dropped or dead letter) as Parquet under ``DIR/rejects/``."""
 
@@ -165,48 +121,143 @@ class WriteRejects(beam.PTransform):
 
 @dataclasses.dataclass(frozen=True)
 class ManifestHeader:
-    """What the manifest says about the run itself."""
+    """What the manifest says about the run itself.
+
+    Attributes:
+        models: ``(funnel step, models entry)`` of each model the run used.
+        steps: the funnel steps, in order.
+        budgets: the failure budgets the funnel is held to.
+        item_funnels: ``(extra key, item steps)`` of each item funnel.
+    """
 
     dataset: str
     config: dict[str, Any]
-    models: tuple[dict[str, str], ...]
+    models: tuple[tuple[str, dict[str, Any]], ...]
     steps: tuple[str, ...]
+    budgets: FailureBudgets = FailureBudgets()
+    item_funnels: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+
+class CountFunnel(beam.PTransform):
+    """Counts inputs, rejects by ``(step, reason)`` (dead letters apart) and fallback marks.
+
+    Input: ``{"inputs": every input, "rejects": Rejects, "marks": (step, reason) per fallback}``.
+    Output: a singleton ``{"inputs": n, "dropped": {(step, reason): n}, "dead": {(step, reason): n},
+    "fallback": {(step, reason): n}, "dead_letters": n}``.
+    """
+
+    def expand(self, pcolls: dict[str, beam.PCollection]) -> beam.PCollection:
+        inputs = pcolls["inputs"] | "CountInputs" >> beam.combiners.Count.Globally()
+        reasons = (
+            pcolls["rejects"]
+            | "ReasonKey" >> beam.Map(lambda r: ((r.step, r.reason, r.dead_letter), 1))
+            | "CountReasons" >> beam.CombinePerKey(sum)
+            | "ReasonsToList" >> beam.combiners.ToList()
+        )
+        marks = (
+            pcolls["marks"]
+            | "MarkKey" >> beam.Map(lambda mark: (tuple(mark), 1))
+            | "CountMarks" >> beam.CombinePerKey(sum)
+            | "MarksToList" >> beam.combiners.ToList()
+        )
+        return (
+            inputs.pipeline
+            | "FunnelSeed" >> beam.Create([None])
+            | "AssembleFunnel" >> beam.Map(_funnel_counts, AsSingleton(inputs), AsSingleton(reasons), AsSingleton(marks))
+        )
+
+
+def _funnel_counts(_: Any, inputs: int, reasons: list, marks: list) -> dict[str, Any]:
+    dropped: dict[tuple[str, str], int] = {}
+    dead: dict[tuple[str, str], int] = {}
+    for (step, reason, dead_letter), count in reasons:
+        dropped[(step, reason)] = dropped.get((step, reason), 0) + count
+        if dead_letter:
+            dead[(step, reason)] = dead.get((step, reason), 0) + count
+    return {
+        "inputs": inputs, "dropped": dropped, "dead": dead, "fallback": dict(marks),
+        "dead_letters": sum(dead.values()),
+    }
+
+
+class CountItemFunnel(beam.PTransform):
+    """One item funnel's counts: ``(extra key, items in, {(item step, reason): n})`` as a singleton."""
+
+    def __init__(self, key: str):
+        super().__init__()
+        self._key = key
+
+    def expand(self, pcolls: dict[str, beam.PCollection]) -> beam.PCollection:
+        counts = (
+            pcolls["events"]
+            | "EventKey" >> beam.Map(lambda event: (tuple(event), 1))
+            | "CountEvents" >> beam.CombinePerKey(sum)
+            | "EventsToList" >> beam.combiners.ToList()
+        )
+        return (
+            pcolls["in"].pipeline
+            | "ItemFunnelSeed" >> beam.Create([None])
+            | "AssembleItemFunnel" >> beam.Map(
+                lambda _, n, found, key: (key, n, dict(found)), AsSingleton(pcolls["in"]), AsSingleton(counts), self._key
+            )
+        )
+
+
+def _model_entry(entry: dict[str, Any], step: FunnelStep | None) -> dict[str, Any]:
+    """A model's manifest entry; its note says how many of the step's records fell back, and
+    never describes outputs that were not kept."""
+    if step is None or not step.fallback:
+        return entry
+    fell_back = sum(step.fallback.values())
+    reasons = ", ".join(f"{reason}={n}" for reason, n in sorted(step.fallback.items()))
+    if fell_back == step.out:
+        note = f"no output of this model was kept: all {step.out} records of step {step.step} fell back ({reasons})"
+    else:
+        note = f"{entry.get('note', 'outputs kept')} ({step.out - fell_back} of {step.out} records; the rest fell back: {reasons})"
+    return {**entry, "note": note}
 
 
 def _write_manifest(
     _: Any,
     shards: Sequence[ShardInfo],
     counts: dict[str, Any],
+    item_counts: Sequence[tuple[str, int, dict]],
     header: ManifestHeader,
     path: str,
     packed_records: int | None = None,
-    extra: dict[str, Any] | None = None,
 ) -> str:
-    funnel = build_funnel(header.steps, counts["inputs"], counts["dropped"])
+    funnel = build_funnel(header.steps, counts["inputs"], counts["dropped"], counts["dead"], counts["fallback"])
+    by_step = {step.step: step for step in funnel}
+    item_steps = dict(header.item_funnels)
+    extra = {
+        key: [step.to_dict() for step in build_funnel(item_steps[key], n, found)]
+        for key, n, found in sorted(item_counts)
+    }
+    over = [violation.message() for violation in over_budget([step.to_dict() for step in funnel], header.budgets)]
     manifest = build_manifest(
         dataset=header.dataset,
         config=header.config,
-        models=list(header.models),
+        models=[_model_entry(entry, by_step.get(step)) for step, entry in header.models],
         shards=sorted(shards, key=lambda s: s.path),
         funnel=funnel,
         dead_letters=counts["dead_letters"],
         package_version=curation.__version__,
         packed_records=packed_records,
-        extra=extra,
+        extra=extra or None,
+        budget_exceeded=over,
     )
     with FileSystems.create(path + ".inprogress") as handle:
         handle.write(dump_manifest(manifest))
     FileSystems.rename([path + ".inprogress"], [path])
-    print(f"wrote {path}", file=sys.stderr)
     return path
 
 
 class WriteManifest(beam.PTransform):
     """Writes ``DIR/manifest.json`` once the shards and the funnel counts are known.
 
-    Input: ``{"shards": ShardInfos, "counts": the CountFunnel summary}``, plus
-    ``"packed_records"`` (a singleton count) when each sample packs several records,
-    and ``"extra"`` (a singleton dict stored under the manifest's ``extra``).
+    Input: ``{"shards": ShardInfos, "counts": the CountFunnel summary, "items": CountItemFunnel
+    singletons (flattened)}``, plus ``"packed_records"`` (a singleton count) when each sample
+    packs several records.
     """
 
     def __init__(self, output_dir: str, header: ManifestHeader):
@@ -215,7 +266,7 @@ class WriteManifest(beam.PTransform):
         self._header = header
 
     def expand(self, pcolls: dict[str, beam.PCollection]) -> beam.PCollection:
-        optional = {name: AsSingleton(pcolls[name]) for name in ("packed_records", "extra") if name in pcolls}
+        optional = {"packed_records": AsSingleton(pcolls["packed_records"])} if "packed_records" in pcolls else {}
         return (
             pcolls["shards"].pipeline
             | "ManifestSeed" >> beam.Create([None])
@@ -224,6 +275,7 @@ class WriteManifest(beam.PTransform):
                 _write_manifest,
                 AsList(pcolls["shards"]),
                 AsSingleton(pcolls["counts"]),
+                AsList(pcolls["items"]),
                 self._header,
                 self._path,
                 **optional,
@@ -231,12 +283,14 @@ class WriteManifest(beam.PTransform):
         )
 
 
-
 class WriteDataset(beam.PTransform):
-    """Everything a pipeline leaves behind: shards, rejects, the funnel and the manifest.
+    """Everything a run leaves behind: shards, rejects, the funnel and the manifest.
 
-    Input: ``{"samples": Samples, "inputs": every input (counted), "rejects": Rejects}``,
-    plus optional ``"packed_records"`` and ``"extra"`` singletons (see :class:`WriteManifest`).
+    Input: ``{"samples": Samples, "inputs": every input (counted), "rejects": Rejects,
+    "marks": fallback marks}``, optional ``"item_rejects"`` (written, but counted in their item
+    funnel rather than the record funnel), an optional ``"packed_records"`` singleton (see
+    :class:`WriteManifest`), and per item funnel named ``KEY`` in the header
+    ``"KEY/in"`` (a singleton count) and ``"KEY/events"`` (``(item step, reason)`` per drop).
     Output: the manifest path.
     """
 
@@ -247,13 +301,19 @@ class WriteDataset(beam.PTransform):
         self._shards = shards
 
     def expand(self, pcolls: dict[str, beam.PCollection]) -> beam.PCollection:
+        pipeline = pcolls["inputs"].pipeline
         shards = pcolls["samples"] | "WriteShards" >> WriteShards(
-            self._output_dir, self._header.dataset, self._shards.partitions, self._shards.max_samples,
-            self._shards.max_bytes,
+            self._output_dir, self._header.dataset, self._shards.max_samples, self._shards.max_bytes
         )
-        _ = pcolls["rejects"] | "WriteRejects" >> WriteRejects(self._output_dir)
-        counts = {"inputs": pcolls["inputs"], "rejects": pcolls["rejects"]} | "CountFunnel" >> CountFunnel()
-        optional = {name: pcolls[name] for name in ("packed_records", "extra") if name in pcolls}
-        return {"shards": shards, "counts": counts, **optional} | "WriteManifest" >> WriteManifest(
+        written = [pcolls["rejects"], *([pcolls["item_rejects"]] if "item_rejects" in pcolls else [])]
+        _ = written | "AllRejectRows" >> beam.Flatten() | "WriteRejects" >> WriteRejects(self._output_dir)
+        counts = {name: pcolls[name] for name in ("inputs", "rejects", "marks")} | "CountFunnel" >> CountFunnel()
+        items = [
+            {"in": pcolls[f"{key}/in"], "events": pcolls[f"{key}/events"]} | f"ItemFunnel_{key}" >> CountItemFunnel(key)
+            for key, _ in self._header.item_funnels
+        ]
+        items = items | "AllItemFunnels" >> beam.Flatten() if items else pipeline | "NoItemFunnels" >> beam.Create([])
+        optional = {"packed_records": pcolls["packed_records"]} if "packed_records" in pcolls else {}
+        return {"shards": shards, "counts": counts, "items": items, **optional} | "WriteManifest" >> WriteManifest(
             self._output_dir, self._header
         )

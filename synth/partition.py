@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from synth.knn import normalized, spherical_kmeans
+
 
 def fit_centroids(sample: np.ndarray, k: int, iterations: int = 20, seed: int = 0) -> np.ndarray:
     """Spherical k-means (cosine) on ``sample``; k-means++ seeding with a fixed seed.
+
+    A thin use of :func:`synth.knn.spherical_kmeans`, the project's one k-means.
 
     Args:
         sample: ``[n, d]`` embeddings (any norm; they are normalised here).
@@ -22,33 +26,11 @@ def fit_centroids(sample: np.ndarray, k: int, iterations: int = 20, seed: int = 
     Returns:
         ``[k', d]`` unit-norm centroids, ``k' <= k``.
     """
-    points = _unit(np.asarray(sample, dtype=np.float32))
+    points = normalized(sample)
     k = max(1, min(k, len(np.unique(points, axis=0))))
-    rng = np.random.default_rng(seed)
-    centroids = [points[rng.integers(len(points))]]
-    distance = 1.0 - points @ centroids[0]
-    for _ in range(1, k):
-        weights = np.clip(distance, 0, None) ** 2
-        total = weights.sum()
-        index = rng.choice(len(points), p=weights / total) if total > 0 else rng.integers(len(points))
-        centroids.append(points[index])
-        distance = np.minimum(distance, 1.0 - points @ points[index])
-    centers = np.stack(centroids)
-    for _ in range(iterations):
-        labels = assign(points, centers)
-        for j in range(len(centers)):
-            members = points[labels == j]
-            if len(members):
-                centers[j] = members.mean(axis=0)
-        centers = _unit(centers)
-    return centers
+    return spherical_kmeans(points, k, seed, iterations=iterations, init="kmeans++")
 
 
 def assign(embeddings: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """Index of the most similar centroid for each embedding (ties: lowest index)."""
-    return np.argmax(_unit(np.asarray(embeddings, dtype=np.float32)) @ centroids.T, axis=1)
-
-
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return vectors / np.where(norms == 0, 1, norms)
+    return np.argmax(normalized(embeddings) @ centroids.T, axis=1)

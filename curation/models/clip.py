@@ -175,12 +175,47 @@ def _local_checkpoint(path: str, opener: Opener | None) -> Iterator[str]:
         os.unlink(local)
 
 
-def announce_random_weights(spec: ClipSpec) -> None:
-    """Says loudly, in the log and on stderr, that ``spec`` runs with random weights."""
-    message = (
+RANDOM_WEIGHTS_ANNOUNCED_ENV = "CURATION_RANDOM_WEIGHTS_ANNOUNCED"  # models announced at launch, comma-separated
+_announce_lock = threading.Lock()
+
+
+def _random_weights_message(spec: ClipSpec) -> str:
+    return (
         f"WARNING: CLIP model {spec.model} is running with RANDOM weights (random-init): "
         "scores are meaningless"
     )
+
+
+def _announced_at_launch(spec: ClipSpec) -> bool:
+    return spec.model in os.environ.get(RANDOM_WEIGHTS_ANNOUNCED_ENV, "").split(",")
+
+
+def announce_random_weights(spec: ClipSpec) -> None:
+    """Says loudly on stderr, once per launch, that ``spec`` runs with random weights.
+
+    The launching process calls it before any worker starts. The model is then recorded in
+    ``os.environ[RANDOM_WEIGHTS_ANNOUNCED_ENV]``, so later calls in this process (a second
+    pipeline of the demo) and the model loads here and in the worker processes it starts (they
+    inherit the variable) only log it at INFO: one line on the console, not one per load.
+    """
+    message = _random_weights_message(spec)
+    with _announce_lock:
+        first = not _announced_at_launch(spec)
+        if first:
+            announced = os.environ.get(RANDOM_WEIGHTS_ANNOUNCED_ENV, "")
+            os.environ[RANDOM_WEIGHTS_ANNOUNCED_ENV] = f"{announced},{spec.model}".lstrip(",")
+    logger.info(message)
+    if first:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _announce_random_weights_on_load(spec: ClipSpec) -> None:
+    """At load: only logs (INFO) when the launcher announced the model; else says it in the log
+    (WARNING) and on stderr (a worker of a launcher that did not, e.g. on a remote runner)."""
+    message = _random_weights_message(spec)
+    if _announced_at_launch(spec):
+        logger.info(message)
+        return
     logger.warning(message)
     print(message, file=sys.stderr, flush=True)
 
@@ -256,7 +291,7 @@ class ClipModel:
         else:
             model, _, preprocess = create(spec.pretrained)
         if random_weights:
-            announce_random_weights(spec)
+            _announce_random_weights_on_load(spec)
         model = model.to(device).eval()
         tokenizer = open_clip.get_tokenizer(spec.model)
         logger.info(

@@ -21,7 +21,8 @@ loopback addresses: the endpoint is a service the user configured, usually on
 a private cluster network, not an untrusted URL from the data. Proxies come
 from ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``NO_PROXY``, read when the generator is
 built, as the fetcher reads them. HTTPS certificates are checked against the
-system's trust store.
+system's trust store. Error reasons, retries and proxies come from
+:mod:`curation.http_client`, the core under the fetcher too.
 """
 
 from __future__ import annotations
@@ -29,18 +30,16 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
-import time
-import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import urllib3
-from urllib3.exceptions import HTTPError, NewConnectionError, SSLError
-from urllib3.util import make_headers, parse_url
+from urllib3.exceptions import SSLError
+from urllib3.util import parse_url
 
+from curation.http_client import EnvironmentProxies, classify_error, proxy_headers, with_retries
 from curation.models.generator import GenerationRequest, GenerationResult, GeneratorSpec
 
 _DETAIL_CHARS = 200
@@ -83,16 +82,9 @@ def _short(text: str) -> str:
 
 def _error_attempt(exc: BaseException) -> _Attempt:
     """Classifies an exception raised while requesting or reading a response."""
-    detail = _short(f"{type(exc).__name__}: {exc}")
-    if isinstance(exc, SSLError):  # a certificate will not fix itself on a retry
-        return _Attempt("connection_error", detail=detail)
-    if isinstance(exc, NewConnectionError):  # a subclass of urllib3's TimeoutError
-        return _Attempt("connection_error", retryable=True, detail=detail)
-    if isinstance(exc, (urllib3.exceptions.TimeoutError, TimeoutError, socket.timeout)):
-        return _Attempt("timeout", retryable=True, detail=detail)
-    if isinstance(exc, (HTTPError, OSError)):
-        return _Attempt("connection_error", retryable=True, detail=detail)
-    return _Attempt("connection_error", detail=f"unexpected {detail}")
+    # a certificate (any TLS failure) will not fix itself on a retry
+    failure = classify_error(exc, permanent=(SSLError,), detail_chars=_DETAIL_CHARS)
+    return _Attempt(failure.reason, retryable=failure.retryable, detail=failure.detail)
 
 
 def _parse_completion(body: bytes) -> _Attempt:
@@ -118,14 +110,12 @@ def _response_attempt(status: int, body: bytes) -> _Attempt:
 def _pool_manager(endpoint: str, maxsize: int, headers: dict[str, str]) -> urllib3.PoolManager:
     """A pool manager for ``endpoint``, through the environment's proxy unless ``NO_PROXY`` exempts it."""
     target = parse_url(endpoint)
-    proxies = urllib.request.getproxies_environment()
-    raw_proxy = proxies.get(target.scheme or "http")
-    if not raw_proxy or urllib.request.proxy_bypass_environment(target.netloc or "", proxies):
+    scheme = target.scheme or "http"
+    proxy = EnvironmentProxies((scheme,)).for_target(scheme, target.netloc or "")
+    if proxy is None:
         return urllib3.PoolManager(maxsize=maxsize, headers=headers)
-    proxy = parse_url(raw_proxy if "://" in raw_proxy else f"http://{raw_proxy}")
-    proxy_headers = make_headers(proxy_basic_auth=proxy.auth) if proxy.auth else None
     proxy_url = proxy._replace(auth=None).url
-    return urllib3.ProxyManager(proxy_url, maxsize=maxsize, headers=headers, proxy_headers=proxy_headers)
+    return urllib3.ProxyManager(proxy_url, maxsize=maxsize, headers=headers, proxy_headers=proxy_headers(proxy))
 
 
 class EndpointGenerator:
@@ -203,14 +193,8 @@ class EndpointGenerator:
         except ValueError as exc:
             return GenerationResult("", ok=False, reason="image_unsupported", attempts=0, detail=str(exc))
         body = json.dumps(payload).encode()
-        attempt = 1
-        while True:
-            outcome = self._attempt(body)
-            if not outcome.retryable or attempt > self._spec.retries:
-                ok = outcome.reason == "ok"
-                return GenerationResult(outcome.text, ok, outcome.reason, attempt, outcome.detail)
-            time.sleep(self._spec.backoff * 2 ** (attempt - 1))
-            attempt += 1
+        outcome, attempts = with_retries(lambda _: self._attempt(body), self._spec.retries, self._spec.backoff)
+        return GenerationResult(outcome.text, outcome.reason == "ok", outcome.reason, attempts, outcome.detail)
 
     def _attempt(self, body: bytes) -> _Attempt:
         try:

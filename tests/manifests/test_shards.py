@@ -6,7 +6,9 @@ import tarfile
 import pytest
 import webdataset as wds
 
-from manifests.shards import Sample, ShardInfo, archive_bytes, plan_shards, shard_name, write_shard
+from manifests.shards import (
+    Sample, ShardInfo, archive_bytes, member_budget, plan_shards, shard_name, write_shard,
+)
 
 
 def make_sample(i: int, payload: int = 10) -> Sample:
@@ -185,10 +187,17 @@ def test_plan_rejects_bad_limits_and_handles_empty_input():
         list(plan_shards([make_sample(1)], 10, 0))
 
 
+def test_member_budget_is_the_most_an_archive_of_max_bytes_holds():
+    for max_bytes in (20_480, 20_481, 30_719, 1_000_000_000):
+        budget = member_budget(max_bytes)
+        assert archive_bytes(budget) <= max_bytes < archive_bytes(budget + 1)
+    assert member_budget(10_239) < 0
+
+
 def test_shard_name():
     assert shard_name("pairs", 3, 1) == "shards/pairs-00003-00001.tar"
     assert shard_name("pairs", 3, 1) == shard_name("pairs", 3, 1)
     assert shard_name("docs", 0, 123456) == "shards/docs-00000-123456.tar"
-    for prefix, partition, index in [("", 0, 0), ("a/b", 0, 0), ("a", -1, 0), ("a", 0, -1)]:
+    for prefix, bucket, index in [("", 0, 0), ("a/b", 0, 0), ("a", -1, 0), ("a", 0, -1)]:
         with pytest.raises(ValueError):
-            shard_name(prefix, partition, index)
+            shard_name(prefix, bucket, index)

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from curation.config import load_config
-from curation.sample_data import ImageServer, make_pairs_cases, write_pairs_parquet
 from pipelines.pairs import PairsConfig
+from sampledata.pairs import ImageServer, make_pairs_cases, write_pairs_parquet
 
 TEST_CONFIG = """
 dataset: pairs-test
@@ -34,7 +34,6 @@ clip:
   batch_size: 8
 shards:
   max_samples: 7
-  partitions: 3
 """
 
 

@@ -7,11 +7,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from curation.config import load_config
-from curation.sample_data import SampleCase, write_pairs_parquet
-from curation.sample_llm_server import LLMServer
 from manifests.manifest import load_manifest, verify_manifest
 from pipelines import captions
 from pipelines.cli import main
+from sampledata.llm_server import LLMServer
+from sampledata.pairs import SampleCase, write_pairs_parquet
 from shard_samples import read_samples
 
 ALT_TEXTS = {
@@ -42,7 +42,6 @@ rewrite:
     fallback: {fallback}
 shards:
   max_samples: 3
-  partitions: 2
 """)
 
 

@@ -10,12 +10,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from curation.config import load_config
-from curation.sample_warc import HEADER_PICTURE, HEADER_PICTURE_VARIANT, make_fetch_warc, make_warc_corpus
 from curation.web_pages import page_id
 from filters.clip_score import ClipScoreFilter
 from manifests.manifest import load_manifest, validate_manifest, verify_manifest
 from pipelines import interleaved
-from pipelines.cli import INTERLEAVED_RESUMABLE, INTERLEAVED_STAGES, main
+from pipelines.cli import main
+from pipelines.recipe import plan_run, resumable_stages
+from sampledata.warc import HEADER_PICTURE, HEADER_PICTURE_VARIANT, make_fetch_warc, make_warc_corpus
 from shard_samples import MULTIPROCESS, PORTABLE, read_samples
 
 TEST_CONFIG = """
@@ -30,7 +31,6 @@ clip:
   batch_size: 8
 shards:
   max_samples: 5
-  partitions: 2
 """
 RUNNERS = {"multiprocess": MULTIPROCESS, "portable": PORTABLE}
 
@@ -69,9 +69,10 @@ def pages(out: Path) -> dict[str, tuple[dict, dict[str, bytes]]]:
     return {info["url"]: (info, files) for info, files in read_samples(out)}
 
 
-def test_stage_names_match_the_cli():
-    assert INTERLEAVED_STAGES == interleaved.STAGES
-    assert INTERLEAVED_RESUMABLE == interleaved.RESUMABLE
+def test_stages_come_from_the_recipe(config):
+    recipe = interleaved.recipe(config)
+    assert recipe.stages == ("extract", "text_quality", "page_dedup", "images", "clip_score")
+    assert resumable_stages(recipe) == ("images", "clip_score")
 
 
 def test_both_runners_write_identical_shards(runs):
@@ -138,7 +139,9 @@ def test_manifest_counts_every_page(runs, corpus):
     rejects = pq.read_table(runs["multiprocess"] / "rejects").num_rows
     assert manifest["funnel"][0]["in"] == manifest["totals"]["samples"] + rejects
     assert manifest["funnel"][0]["in"] == len(corpus.pages) + 2  # + the PDF + the truncated member
-    assert [s["step"] for s in manifest["funnel"]] == list(interleaved.STEPS)
+    assert [s["step"] for s in manifest["funnel"]] == [
+        "read", "extract", "url_dedup", "language", "text_quality", "page_dedup", "images", "clip_score"
+    ]
     assert manifest["totals"]["visual_tokens"] > 0 and manifest["totals"]["text_tokens"] > 0
     assert "random-init" in manifest["models"][0]["weights"]
 
@@ -174,9 +177,9 @@ def test_stage_options_that_mean_nothing_are_refused(config):
     from curation.config import ConfigError
 
     with pytest.raises(ConfigError, match="comes before"):
-        interleaved.check_stages(config, stop_after="images", resume_from="images")
+        plan_run(interleaved.recipe(config), stop_after="images", resume_from="images")
     with pytest.raises(ConfigError, match="score_clip"):
-        interleaved.check_stages(dataclasses.replace(config, score_clip=False), stop_after="clip_score", resume_from=None)
+        plan_run(interleaved.recipe(dataclasses.replace(config, score_clip=False)), stop_after="clip_score")
 
 
 def test_a_stage_that_lost_an_image_gives_dead_letters_not_a_crash(runs, config, tmp_path):

@@ -11,10 +11,10 @@ import pytest
 import zstandard
 
 from curation.config import load_config
-from curation.sample_text import BOILERPLATE, make_text_corpus
 from manifests.manifest import load_manifest, verify_manifest
 from pipelines import text
 from pipelines.cli import main
+from sampledata.text import BOILERPLATE, make_text_corpus
 from shard_samples import MULTIPROCESS, PORTABLE
 
 SEQ_LEN = 1024
@@ -26,7 +26,6 @@ packing:
   max_partition_docs: 30
 shards:
   max_samples: 5
-  partitions: 2
 embedder:
   batch_size: 16
 """

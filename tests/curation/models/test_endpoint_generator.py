@@ -11,8 +11,8 @@ from PIL import Image
 
 from curation.models.endpoint_generator import EndpointGenerator, image_mime
 from curation.models.generator import GenerationRequest, GenerationSettings, GeneratorSpec, load_generator
-from curation.sample_data import render_image
-from curation.sample_llm_server import ImageInfo, LLMServer, decode_image_url, rewrite
+from sampledata.llm_server import ImageInfo, LLMServer, decode_image_url, rewrite
+from sampledata.pairs import render_image
 
 KEY_ENV = "CURATION_TEST_LLM_KEY"
 TIMEOUT = 0.5

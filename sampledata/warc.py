@@ -1,6 +1,6 @@
 """A generated Common Crawl-style WARC with planted cases, for tests and the demo of ``curate interleaved``.
 
-The pages are English prose on the topics of :mod:`curation.sample_text`,
+The pages are English prose on the topics of :mod:`sampledata.text`,
 wrapped in boilerplate (navigation, cookie banner, sidebar, footer) and laid out
 in several ways (``<figure>`` with ``srcset``, ``<picture>``, lazy ``data-src``,
 relative URLs under ``<base href>``). Their images travel as image ``response``
@@ -26,8 +26,8 @@ from PIL import Image
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from curation.sample_data import render_image
-from curation.sample_text import TOPICS, edit_words, topic_document
+from sampledata.pairs import render_image
+from sampledata.text import TOPICS, edit_words, topic_document
 
 SITE = "https://news.example.test"
 HEADER_PICTURE = f"{SITE}/media/header-picture.jpg"

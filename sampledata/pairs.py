@@ -38,14 +38,14 @@ import urllib.parse
 import zlib
 from collections import Counter
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from typing import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
-from curation.loopback_server import LOOPBACK, LoopbackHTTPServer
+
+from sampledata.loopback import LoopbackHandler, LoopbackService
 
 IMAGE_FORMATS = {"jpg": ("JPEG", "image/jpeg"), "png": ("PNG", "image/png"), "webp": ("WEBP", "image/webp")}
 LOSSY_QUALITY = 90
@@ -161,19 +161,11 @@ class _Reply:
     location: str | None = None
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(LoopbackHandler):
     server_version = "curation-sample/1.0"
-    sys_version = ""
-    disable_nagle_algorithm = True
-    timeout = 60  # idle keep-alive connections are dropped after this many seconds
-    server: LoopbackHTTPServer
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base signature
-        pass
 
     def do_GET(self) -> None:  # noqa: N802 - the base class's naming
-        self.server.owner._serve(self)
+        self.dispatch()
 
     def send_reply(self, reply: _Reply) -> None:
         self.send_response(reply.status)
@@ -202,10 +194,11 @@ class _CountConnection(socketserver.BaseRequestHandler):
         self.server.on_connect()
 
 
-class ImageServer:
+class ImageServer(LoopbackService):
     """Threaded HTTP server on 127.0.0.1 (ephemeral port) serving generated content.
 
-    Use it as a context manager or call :meth:`start` and :meth:`stop`. Bodies of
+    Use it as a context manager or call :meth:`start` and :meth:`stop`; its
+    :attr:`base_url` is ``http://127.0.0.1:<port>``, without a trailing slash. Bodies of
     deterministic routes are generated once and cached; normal replies are
     HTTP/1.1 keep-alive with a Content-Length. Every request is counted by path
     (see :meth:`hits`). A second listener on ``forbidden_host`` counts any
@@ -218,9 +211,12 @@ class ImageServer:
         huge_bytes: body size of the ``/huge/`` route.
     """
 
+    handler = _Handler
+
     def __init__(
         self, *, slow_seconds: float = 3.0, forbidden_host: str = "127.0.0.2", huge_bytes: int = HUGE_BYTES
     ):
+        super().__init__()
         self.slow_seconds = slow_seconds
         self.forbidden_host = forbidden_host
         self.huge_bytes = huge_bytes
@@ -228,12 +224,7 @@ class ImageServer:
         self._hits: Counter[str] = Counter()
         self._forbidden_hits = 0
         self._cache: dict[str, _Reply] = {}
-        self._stopping = threading.Event()
-        self._httpd: LoopbackHTTPServer | None = None
-        self._forbidden: _ConnectionCounter | None = None
-        self._threads: list[threading.Thread] = []
         self._filler = np.random.default_rng(0).bytes(_STREAM_CHUNK)
-        self._base_url = ""
         self._forbidden_port = 0
         self._routes: list[tuple[re.Pattern[str], Callable[[_Handler, re.Match[str]], None]]] = [
             (_IMG_PATH, self._image),
@@ -248,49 +239,11 @@ class ImageServer:
             (re.compile(r"/status/(\d{3})(?:/.*)?"), self._status),
         ]
 
-    def __enter__(self) -> ImageServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        """Binds both listeners and serves in daemon threads."""
-        if self._httpd is not None:
-            raise RuntimeError("ImageServer is already started")
-        self._stopping.clear()
-        self._forbidden = _ConnectionCounter(self.forbidden_host, self._count_forbidden)
-        self._httpd = LoopbackHTTPServer(self, _Handler)
-        self._base_url = f"http://{LOOPBACK}:{self._httpd.server_port}"
-        self._forbidden_port = self._forbidden.server_address[1]
-        self._threads = [
-            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-            for server in (self._httpd, self._forbidden)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def stop(self) -> None:
-        """Stops serving, wakes slow replies and closes open connections."""
-        if self._httpd is None or self._forbidden is None:
-            return
-        self._stopping.set()
-        for server in (self._httpd, self._forbidden):
-            server.shutdown()
-        self._httpd.close_connections()
-        for server in (self._httpd, self._forbidden):
-            server.server_close()
-        for thread in self._threads:
-            thread.join()
-        self._httpd = self._forbidden = None
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:<port>``, without a trailing slash."""
-        if self._httpd is None:
-            raise RuntimeError("ImageServer is not started")
-        return self._base_url
+    def _side_listeners(self) -> list[socketserver.BaseServer]:
+        """The forbidden host's listener, which counts connections and serves nothing."""
+        forbidden = _ConnectionCounter(self.forbidden_host, self._count_forbidden)
+        self._forbidden_port = forbidden.server_address[1]
+        return [forbidden]
 
     @property
     def forbidden_hits(self) -> int:

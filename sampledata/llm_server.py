@@ -39,11 +39,11 @@ import urllib.parse
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from PIL import Image
-from curation.loopback_server import LOOPBACK, LoopbackHTTPServer
+
+from sampledata.loopback import LoopbackHandler, LoopbackService
 
 MODES = ("ok", "slow", "http500", "http429", "http400", "malformed", "nochoices")
 CHAT_PATH = "/v1/chat/completions"
@@ -162,19 +162,11 @@ def _error(status: int, message: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "code": status}}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(LoopbackHandler):
     server_version = "curation-sample-llm/1.0"
-    sys_version = ""
-    disable_nagle_algorithm = True
-    timeout = 60  # idle keep-alive connections are dropped after this many seconds
-    server: LoopbackHTTPServer
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base signature
-        pass
 
     def do_POST(self) -> None:  # noqa: N802 - the base class's naming
-        self.server.owner._serve(self)
+        self.dispatch()
 
     def send_body(self, status: int, body: bytes, content_type: str = "application/json") -> None:
         self.send_response(status)
@@ -187,12 +179,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_body(status, json.dumps(payload).encode())
 
 
-class LLMServer:
+class LLMServer(LoopbackService):
     """Threaded OpenAI-compatible server on 127.0.0.1 (ephemeral port) answering by rule.
 
-    Use it as a context manager or call :meth:`start` and :meth:`stop`. It counts
-    requests, requests that carried a valid image, ``Authorization`` headers,
-    and the most requests handled at once (:attr:`max_in_flight`). A request
+    Use it as a context manager or call :meth:`start` and :meth:`stop`; its
+    :attr:`base_url`, ``http://127.0.0.1:<port>/v1``, is the ``endpoint`` of a
+    generator spec. It counts requests, requests that carried a valid image,
+    ``Authorization`` headers, and the most requests handled at once
+    (:attr:`max_in_flight`). A request
     stays in flight until its handler has answered, even one its client gave
     up on, so a ``slow`` request keeps counting for ``slow_seconds``.
 
@@ -206,10 +200,14 @@ class LLMServer:
         ValueError: if the schedule names an unknown mode.
     """
 
+    handler = _Handler
+    url_path = "/v1"
+
     def __init__(self, *, delay: float = 0.0, slow_seconds: float = 5.0, schedule: Sequence[str] = ()):
         unknown = sorted(set(schedule) - set(MODES))
         if unknown:
             raise ValueError(f"unknown modes {unknown}; known: {', '.join(MODES)}")
+        super().__init__()
         self.delay = delay
         self.slow_seconds = slow_seconds
         self.schedule = tuple(schedule)
@@ -217,47 +215,6 @@ class LLMServer:
         self._attempts: Counter[str] = Counter()
         self._authorizations: Counter[str] = Counter()
         self._requests = self._image_requests = self._in_flight = self._max_in_flight = 0
-        self._stopping = threading.Event()
-        self._httpd: LoopbackHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._base_url = ""
-
-    def __enter__(self) -> LLMServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        """Binds the listener and serves in a daemon thread."""
-        if self._httpd is not None:
-            raise RuntimeError("LLMServer is already started")
-        self._stopping.clear()
-        self._httpd = LoopbackHTTPServer(self, _Handler)
-        self._base_url = f"http://{LOOPBACK}:{self._httpd.server_port}/v1"
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stops serving, wakes delayed replies and closes open connections."""
-        if self._httpd is None or self._thread is None:
-            return
-        self._stopping.set()
-        self._httpd.shutdown()
-        self._httpd.close_connections()
-        self._httpd.server_close()
-        self._thread.join()
-        self._httpd = self._thread = None
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:<port>/v1``, the ``endpoint`` of a generator spec."""
-        if self._httpd is None:
-            raise RuntimeError("LLMServer is not started")
-        return self._base_url
 
     @property
     def requests(self) -> int:

@@ -1,4 +1,4 @@
-"""Tests of curation.sample_data: the loopback image server, the pair cases and their Parquet.
+"""Tests of sampledata.pairs: the loopback image server, the pair cases and their Parquet.
 
 Everything connects to 127.0.0.1 only; the redirect to the forbidden host
 127.0.0.2 is inspected, never followed.
@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 
 from curation.records import CaptionPair
-from curation.sample_data import (
+from sampledata.pairs import (
     BOMB_SIDE,
     ImageServer,
     SampleCase,

@@ -1,0 +1,106 @@
+"""The pipelines the ``curate`` command runs, each declared once by its own module.
+
+A pipeline module declares a :class:`PipelineCommand`: its name, help, config
+class, recipe and the flags that set its config keys. The CLI builds one
+subcommand per entry of :data:`PIPELINE_MODULES`, with the flags every pipeline
+shares (``--input``, ``--output``, ``--config``, ``--set``, ``--stop-after``,
+``--resume-from``, ``--quiet``, ``--print-config``). A new pipeline is a new
+module and one name here; the CLI code does not change.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass
+from typing import Any, Callable
+
+PIPELINE_MODULES = ("pairs", "interleaved", "captions", "text")
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A command-line flag that sets config keys.
+
+    Attributes:
+        flag: e.g. ``--clip-model``.
+        help: its help text (the config key is added to it).
+        key: the config key its value sets; None for a flag that only implies ``sets``.
+        sets: further ``key=value`` overrides the flag implies when given.
+        metavar: the value's name in help; a flag without one is a switch.
+        value_type: ``str`` values are written as YAML strings; ``int`` as numbers.
+        group: flags of one group are mutually exclusive.
+    """
+
+    flag: str
+    help: str
+    key: str | None = None
+    sets: tuple[str, ...] = ()
+    metavar: str | None = None
+    value_type: type = str
+    group: str | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+    def overrides(self, value: Any) -> list[str]:
+        """The ``key=value`` overrides this flag makes from its parsed value (none when absent)."""
+        if value in (None, False):
+            return []
+        found = list(self.sets)
+        if self.key is not None:
+            found.append(f"{self.key}={json.dumps(value) if self.value_type is str else value}")
+        return found
+
+
+CLIP_FLAGS = (
+    Flag("--clip-model", "open_clip architecture, e.g. ViT-B-32", key="clip.model", metavar="NAME"),
+    Flag("--clip-pretrained", "open_clip pretrained tag (e.g. laion2b_s34b_b79k) or a checkpoint path "
+         "(local, gs://, s3://)", key="clip.pretrained", metavar="TAG_OR_PATH"),
+    Flag("--allow-random-weights", "run CLIP with random weights when no pretrained weights are given; "
+         "scores are then meaningless, and the manifest records random-init", sets=("clip.allow_random_weights=true",)),
+)
+
+
+@dataclass(frozen=True)
+class PipelineCommand:
+    """One ``curate`` subcommand.
+
+    Attributes:
+        name: the subcommand.
+        help: one line for ``curate --help``.
+        description: what it reads, does and writes, for ``curate NAME --help``.
+        config: the config dataclass.
+        recipe: ``config -> Recipe``.
+        flags: the flags that set its config keys.
+        check: ``(parsed args) -> None``, raising ``ConfigError`` for flag combinations
+            the flags alone cannot express.
+        before_run: ``config -> None``, run in the launching process before the job
+            (e.g. refusing random model weights unless asked for).
+    """
+
+    name: str
+    help: str
+    description: str
+    config: type
+    recipe: Callable[[Any], Any]
+    flags: tuple[Flag, ...] = ()
+    check: Callable[[Any], None] | None = None
+    before_run: Callable[[Any], None] | None = None
+
+
+def check_clip_weights(config: Any) -> None:
+    """Refuses random CLIP weights unless asked for, before any worker starts; says so when used."""
+    if not config.score_clip:
+        return
+    from curation.models.clip import announce_random_weights
+
+    config.clip.check_weights()
+    if config.clip.uses_random_weights():
+        announce_random_weights(config.clip)
+
+
+def pipeline_commands() -> list[PipelineCommand]:
+    """Every pipeline's command, in :data:`PIPELINE_MODULES` order."""
+    return [importlib.import_module(f"pipelines.{name}").COMMAND for name in PIPELINE_MODULES]
