@@ -43,6 +43,7 @@ bench: install-test $(IMG2DATASET_VENV)/bin/python
 	$(BIN)/python bench/bench_warc_memory.py
 	$(BIN)/python bench/bench_write_memory.py
 	$(BIN)/python bench/bench_endpoint.py
+	$(BIN)/python bench/bench_recipe_size.py
 
 clean:
 	rm -rf $(DEMO_OUT) bench-out

@@ -139,11 +139,12 @@ def captioned_sample(pair: CaptionPair, tokenizer: Any, resolution: str = "auto"
 
 
 def generator_entry(spec: GeneratorSpec, sees_images: bool, prompt: str) -> dict[str, Any]:
-    """The manifest's ``models`` entry for the rewriter: name, weights, settings, and what it saw."""
+    """The manifest's ``models`` entry for the rewriter: name, weights, settings, and what it saw
+    (the manifest adds how many of its captions were kept)."""
     seen = "the image and the alt text" if sees_images else "the alt text but not the image"
     settings = {k: v for k, v in spec.describe().items() if k != "model"}
     return model_entry(spec, "caption_rewriter", **settings, prompt=prompt, sees_images=sees_images,
-                       note=f"each synthetic caption was written from {seen}")
+                       note=f"shown {seen} of each pair")
 
 
 def _rewrite_step(config: CaptionsConfig, sees_images: bool) -> Model:

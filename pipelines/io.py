@@ -211,10 +211,10 @@ def _model_entry(entry: dict[str, Any], step: FunnelStep | None) -> dict[str, An
     fell_back = sum(step.fallback.values())
     reasons = ", ".join(f"{reason}={n}" for reason, n in sorted(step.fallback.items()))
     if fell_back == step.out:
-        note = f"no output of this model was kept: all {step.out} records of step {step.step} fell back ({reasons})"
+        outcome = f"no output of this model was kept: all {step.out} records of step {step.step} fell back ({reasons})"
     else:
-        note = f"{entry.get('note', 'outputs kept')} ({step.out - fell_back} of {step.out} records; the rest fell back: {reasons})"
-    return {**entry, "note": note}
+        outcome = f"outputs kept for {step.out - fell_back} of {step.out} records; the rest fell back ({reasons})"
+    return {**entry, "note": "; ".join(part for part in (outcome, entry.get("note")) if part)}
 
 
 def _write_manifest(

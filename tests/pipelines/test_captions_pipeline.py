@@ -6,6 +6,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from curation.budgets import FailureBudgets
 from curation.config import load_config
 from manifests.manifest import load_manifest, verify_manifest
 from pipelines import captions
@@ -124,6 +125,8 @@ def test_tiny_random_models_run_through_the_real_loading_path(kind, pairs_file, 
 fetch:
   allow_networks: ["127.0.0.1/32"]
   retries: 0
+budgets:
+  fallback: 1.0  # random weights: every caption falls back, which is what this test checks
 generator:
   model: {model_dir}
   batch_size: 2
@@ -158,7 +161,7 @@ clip: {model: curation-tiny, allow_random_weights: true, batch_size: 4}
 rewrite: {checks: {clip_margin: {margin: -2.0}}}
 """)
         config = dataclasses.replace(config, score_clip=True, clip=extra.clip, rewrite=dataclasses.replace(
-            config.rewrite, checks=extra.rewrite.checks))
+            config.rewrite, checks=extra.rewrite.checks), budgets=FailureBudgets(fallback=1.0))
         captions.run(pairs_file, str(out), config, ["--runner=DirectRunner"])
     kept = samples(out)
     synthetic_before = [alt for alt, expected in ALT_TEXTS.items() if expected == "synthetic"]
@@ -171,3 +174,21 @@ rewrite: {checks: {clip_margin: {margin: -2.0}}}
     manifest = load_manifest(str(out / "manifest.json"))
     assert [m["role"] for m in manifest["models"]] == ["caption_rewriter", "clip"]
     assert manifest["funnel"][-1]["step"] == "clip_margin"
+
+
+def test_an_unreachable_endpoint_fails_the_run_naming_the_fallbacks(pairs_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main([
+        "captions", "--input", pairs_file, "--output", str(out), "--generator-endpoint", "http://127.0.0.1:9/v1",
+        "--generator-name", "nobody-serves-this", "--allow-network", "127.0.0.1/32", "--set", "generator.retries=0",
+        "--set", "generator.timeout=2", "--set", "fetch.retries=0", "--quiet", "--runner=DirectRunner",
+    ])
+    err = capsys.readouterr().err
+    assert code == 1
+    failed = [line for line in err.splitlines() if line.startswith("curate: run failed")]
+    assert len(failed) == 1 and "step rewrite" in failed[0] and "fell back" in failed[0] and "100%" in failed[0]
+    manifest = load_manifest(str(out / "manifest.json"))
+    rewrite = {row["step"]: row for row in manifest["funnel"]}["rewrite"]
+    assert rewrite["fallback"] == {"fallback_alt_text": rewrite["in"]} and rewrite["in"] == len(ALT_TEXTS)
+    assert manifest["budget_exceeded"] and manifest["models"][0]["note"].startswith("no output of this model was kept")
+    assert all(info["meta"]["caption_source"] == "alt_text" for info in samples(out).values())

@@ -15,6 +15,7 @@ from filters.clip_score import ClipScoreFilter
 from manifests.manifest import load_manifest, validate_manifest, verify_manifest
 from pipelines import interleaved
 from pipelines.cli import main
+from pipelines.executor import BudgetExceeded
 from pipelines.recipe import plan_run, resumable_stages
 from sampledata.warc import HEADER_PICTURE, HEADER_PICTURE_VARIANT, make_fetch_warc, make_warc_corpus
 from shard_samples import MULTIPROCESS, PORTABLE, read_samples
@@ -190,7 +191,8 @@ def test_a_stage_that_lost_an_image_gives_dead_letters_not_a_crash(runs, config,
     empty = pa.Table.from_pylist([], schema=interleaved.IMAGE_SCHEMA)
     pq.write_table(empty, out / "stages" / "images" / "images-00000-of-00001.parquet")
     no_clip = dataclasses.replace(config, score_clip=False)
-    interleaved.run("unused", str(out), no_clip, ["--runner=DirectRunner"], resume_from="images")
+    with pytest.raises(BudgetExceeded, match="step read: .* failed .*stage_image_missing"):
+        interleaved.run("unused", str(out), no_clip, ["--runner=DirectRunner"], resume_from="images")
     manifest = load_manifest(str(out / "manifest.json"))
     assert manifest["funnel"][0]["dropped"] == {"stage_image_missing": manifest["funnel"][0]["in"]}
     assert manifest["dead_letters"] == manifest["funnel"][0]["in"] > 0
