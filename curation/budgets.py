@@ -22,14 +22,23 @@ class StepBudget:
     dead_letters: float | None = None
     fallback: float | None = None
 
+    def __post_init__(self) -> None:
+        _check_fraction("dead_letters", self.dead_letters)
+        _check_fraction("fallback", self.fallback)
+
+
+def _check_fraction(name: str, value: float | None) -> None:
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise ConfigError(f"budget {name} must be a fraction in [0, 1], got {value}")
+
 
 @dataclass(frozen=True)
 class FailureBudgets:
     """Attributes:
     dead_letters: default maximum fraction of a step's input that may become dead letters.
     fallback: default maximum fraction of a step's input that may fall back.
-    min_records: a step that took in fewer records is not judged (a handful of inputs
-        says little about a run).
+    min_records: a step that took in fewer records is not judged (default 1: every
+        step that saw a record; raise it for runs where a handful of inputs says little).
     steps: per-step overrides, by funnel step name.
     """
 
@@ -39,9 +48,10 @@ class FailureBudgets:
     steps: Mapping[str, StepBudget] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name, value in (("dead_letters", self.dead_letters), ("fallback", self.fallback)):
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"budgets.{name} must be a fraction in [0, 1], got {value}")
+        _check_fraction("dead_letters", self.dead_letters)
+        _check_fraction("fallback", self.fallback)
+        if self.min_records < 0:
+            raise ConfigError(f"budgets.min_records must be >= 0, got {self.min_records}")
         steps = {}
         for name, budget in dict(self.steps).items():
             if isinstance(budget, Mapping):

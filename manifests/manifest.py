@@ -270,7 +270,8 @@ def verify_manifest(manifest_path: str, opener: Opener | None = None) -> list[st
 
     Each shard is streamed once: its sha256 and size are recomputed and its
     distinct sample keys counted, and all three are compared with the
-    manifest. Every problem found is reported, each naming its shard.
+    manifest. Every problem found is reported, each naming its shard; a run that
+    exceeded its failure budget is a problem too (its shards are not to be trained on).
 
     Args:
         manifest_path: local path or URL of the manifest.
@@ -285,6 +286,7 @@ def verify_manifest(manifest_path: str, opener: Opener | None = None) -> list[st
     except (OSError, ValueError) as exc:
         return [f"cannot read manifest {manifest_path}: {exc}"]
     problems = validate_manifest(manifest)
+    problems += [f"the run exceeded its failure budget: {line}" for line in manifest.get("budget_exceeded", [])]
     shards = manifest.get("shards")
     for entry in shards if isinstance(shards, list) else []:
         if isinstance(entry, Mapping) and isinstance(entry.get("path"), str) and entry["path"]:

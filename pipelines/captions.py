@@ -37,7 +37,7 @@ from filters.image_quality import ImageQualityFilter
 from manifests.samples import caption_pair_sample
 from manifests.shards import ShardSettings
 from pipelines.executor import runner
-from pipelines.registry import Flag, PipelineCommand
+from pipelines.registry import Flag, PipelineCommand, check_clip_weights
 from pipelines.pairs import DownloadSettings, download_steps
 from pipelines.recipe import Model, Recipe, Samples, model_entry, without
 from synth.captions import (
@@ -223,4 +223,5 @@ COMMAND = PipelineCommand(
         Flag("--generator-name", "the model name the endpoint serves", key="generator.model", metavar="NAME"),
     ),
     check=_check_generator_flags,
+    before_run=check_clip_weights,
 )

@@ -20,6 +20,7 @@ from curation.models.clip import RandomWeightsRefused
 from manifests.manifest import load_manifest, verify_manifest
 from pipelines import console
 from pipelines.executor import BudgetExceeded, run_recipe
+from pipelines.io import read_stage_funnel
 from pipelines.recipe import RecipeError, plan_run
 from pipelines.registry import PipelineCommand, pipeline_commands
 
@@ -188,27 +189,33 @@ def _run_pipeline(command: PipelineCommand, args: argparse.Namespace, beam_args:
         try:
             ran = run_recipe(recipe, args.input, args.output, beam_args, args.stop_after, args.resume_from)
         except BudgetExceeded as error:
-            print(format_funnel(load_manifest(manifest_path, opener=FileSystems.open)))
-            _print_outputs(args.output, manifest_path)
+            _report(args, manifest_path)
             print(f"curate: run failed: {error}", file=sys.stderr)
             return 1
-        if ran and not args.stop_after:
-            print(format_funnel(load_manifest(manifest_path, opener=FileSystems.open)))
-            _print_outputs(args.output, manifest_path)
+        if ran:
+            _report(args, manifest_path)
     if not ran:
         print("dry run: the job was translated, not run")
-        return 0
-    if args.stop_after:
-        print(f"stage tables: {FileSystems.join(args.output, 'stages', args.stop_after)}")
     return 0
 
 
-def _print_outputs(output_dir: str, manifest_path: str) -> None:
+def _report(args: argparse.Namespace, manifest_path: str) -> None:
+    """The funnel (of the manifest, or of the stage a run stopped at), the warnings summary and
+    one line per output."""
+    if args.stop_after:
+        stage = FileSystems.join(args.output, "stages", args.stop_after)
+        print("\n".join(_funnel_rows("step", read_stage_funnel(stage)["funnel"])))
+        outputs = {"stage tables": stage, "rejects": FileSystems.join(stage, "rejects")}
+    else:
+        print(format_funnel(load_manifest(manifest_path, opener=FileSystems.open)))
+        outputs = {
+            "shards": FileSystems.join(args.output, "shards"), "rejects": FileSystems.join(args.output, "rejects"),
+            "manifest": manifest_path,
+        }
     for line in console.summary_lines():
         print(line, file=sys.stderr)
-    print(f"shards: {FileSystems.join(output_dir, 'shards')}")
-    print(f"rejects: {FileSystems.join(output_dir, 'rejects')}")
-    print(f"manifest: {manifest_path}")
+    for name, path in outputs.items():
+        print(f"{name}: {path}")
 
 
 def _run_manifest(args: argparse.Namespace) -> int:

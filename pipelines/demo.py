@@ -16,6 +16,7 @@ from apache_beam.io.filesystems import FileSystems
 from curation.config import load_config
 from manifests.manifest import load_manifest
 from pipelines import captions, interleaved, pairs
+from pipelines.registry import check_clip_weights
 from sampledata.pairs import ImageServer, make_pairs_cases, write_pairs_parquet
 from sampledata.warc import make_warc_corpus
 
@@ -38,8 +39,6 @@ def run_demo(output_dir: str, beam_args: list[str] | None = None) -> dict[str, d
 
 def run_pairs_demo(output_dir: str, beam_args: list[str] | None = None) -> dict:
     """Generates sample data, serves it on 127.0.0.1, runs ``curate pairs`` and returns the manifest."""
-
-
     _fresh(output_dir)
     input_path = os.path.join(output_dir, "input", "pairs.parquet")
     os.makedirs(os.path.dirname(input_path), exist_ok=True)
@@ -57,8 +56,6 @@ def run_pairs_demo(output_dir: str, beam_args: list[str] | None = None) -> dict:
 
 def run_interleaved_demo(output_dir: str, beam_args: list[str] | None = None) -> dict:
     """Writes a generated WARC, runs ``curate interleaved`` on it and returns the manifest."""
-
-
     _fresh(output_dir)
     input_path = os.path.join(output_dir, "input", "pages.warc.gz")
     os.makedirs(os.path.dirname(input_path), exist_ok=True)

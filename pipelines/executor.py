@@ -26,7 +26,10 @@ from curation.records import Reject, reject
 from manifests.manifest import load_manifest
 from pipelines import console
 from pipelines.dedup import NearDedup
-from pipelines.io import ManifestHeader, WriteDataset, split_rejects
+from pipelines.io import (
+    STAGE_FUNNEL, CountFunnel, ManifestHeader, WriteDataset, WriteRejects, read_stage_funnel, split_rejects,
+    write_stage_funnel,
+)
 from pipelines.recipe import (
     Checkpoint,
     Corpus,
@@ -44,7 +47,7 @@ from pipelines.recipe import (
     StepOutput,
     plan_run,
 )
-from pipelines.stages import RecordTables, clear_stages, stage_directory
+from pipelines.stages import RecordTables, clear_outputs, clear_stages, stage_directory
 from pipelines.transforms import METRICS_NAMESPACE, REJECTS, ResolveCorpusQuantile, ToSamples
 
 MARKS = "marks"
@@ -140,8 +143,6 @@ def _filter(records: beam.PCollection, step: Filter, keyed: bool, label: str):
     resolved = None
     if getattr(step.filter, "needs_corpus_quantile", False):
         prepared = records
-        if step.prepare is not None:
-            raise ValueError(f"filter step {step.name!r}: a corpus-quantile filter takes no prepare")
         values = prepared | f"{label}/Values" >> beam.Map(lambda e: e[1]) if keyed else prepared
         resolved = values | f"{label}/Quantile" >> ResolveCorpusQuantile(step.filter)
     return _per_record(records, step, keyed, label, resolved)
@@ -203,11 +204,36 @@ def _dedup(records: beam.PCollection, step: Dedup, label: str):
     return outputs.kept, outputs[REJECTS]
 
 
-def _explode(record: Any, explode: Callable[[Any], tuple[Any, list]]) -> Iterable[Any]:
-    parent, items = explode(record)
+ITEMS = "items"
+ITEM_REJECTS = "item_rejects"
+
+
+def _explode(record: Any, step: FanOut) -> Iterable[Any]:
+    """``(parent id, parent)`` on the main output, ``(parent id, (index, item))`` on ``items``,
+    the items ``explode`` rejected on ``item_rejects``; a failed explode rejects the parent."""
+    try:
+        parent, items = step.explode(record)
+    except Exception as error:  # a file that cannot be opened is one dead letter, not a failed bundle
+        reason = getattr(error, "reason", "explode_error")
+        yield TaggedOutput(REJECTS, reject(record, step.name, reason, dead_letter=True,
+                                           detail=str(getattr(error, "detail", "") or repr(error))[:500]))
+        return
     yield (parent.id, parent)
     for index, item in enumerate(items):
-        yield TaggedOutput("items", (parent.id, (index, item)))
+        if isinstance(item, Reject):
+            yield TaggedOutput(ITEM_REJECTS, item)
+        else:
+            yield TaggedOutput(ITEMS, (parent.id, (index, item)))
+
+
+def _exploded(records: beam.PCollection, step: FanOut, label: str):
+    return records | f"{label}/Explode" >> beam.FlatMap(_explode, step).with_outputs(
+        REJECTS, ITEMS, ITEM_REJECTS, main="parents"
+    )
+
+
+def _reject_event(rejected: Reject) -> tuple[str, str, bool]:
+    return rejected.step, rejected.reason, rejected.dead_letter
 
 
 def _gather(item: tuple[str, dict[str, list]], step: FanOut) -> Iterable[Any]:
@@ -219,11 +245,14 @@ def _gather(item: tuple[str, dict[str, list]], step: FanOut) -> Iterable[Any]:
 
 
 def _fan_out(records: beam.PCollection, step: FanOut, label: str, plan: RunPlan, output_dir: str, recipe: Recipe):
-    exploded = records | f"{label}/Explode" >> beam.FlatMap(_explode, step.explode).with_outputs("items", main="parents")
+    """A fan-out that gathers: ``(StepOutput, item rejects)``."""
+    exploded = _exploded(records, step, label)
     # items travel as (parent id, (index, item)); item steps see (key, item) pairs
-    items = exploded["items"] | f"{label}/KeyItems" >> beam.Map(lambda kv: ((kv[0], kv[1][0]), kv[1][1]))
-    items_in = exploded["items"] | f"{label}/CountItems" >> beam.combiners.Count.Globally()
-    item_rejects = []
+    items = exploded[ITEMS] | f"{label}/KeyItems" >> beam.Map(lambda kv: ((kv[0], kv[1][0]), kv[1][1]))
+    items_in = (exploded[ITEMS], exploded[ITEM_REJECTS]) | f"{label}/AllItems" >> beam.Flatten() | (
+        f"{label}/CountItems" >> beam.combiners.Count.Globally()
+    )
+    item_rejects = [exploded[ITEM_REJECTS]]
     for inner in step.steps:
         inner_label = f"{label}/{inner.name}"
         if isinstance(inner, Model):
@@ -240,8 +269,9 @@ def _fan_out(records: beam.PCollection, step: FanOut, label: str, plan: RunPlan,
         | f"{label}/Gather" >> beam.FlatMap(_gather, step).with_outputs(REJECTS, main="kept")
     )
     all_item_rejects = item_rejects | f"{label}/ItemRejects" >> beam.Flatten()
-    events = all_item_rejects | f"{label}/ItemEvents" >> beam.Map(lambda r: (r.step, r.reason))
-    return StepOutput(gathered.kept, gathered[REJECTS], events, items_in), all_item_rejects
+    events = all_item_rejects | f"{label}/ItemEvents" >> beam.Map(_reject_event)
+    parent_rejects = (gathered[REJECTS], exploded[REJECTS]) | f"{label}/ParentRejects" >> beam.Flatten()
+    return StepOutput(gathered.kept, parent_rejects, events, items_in), all_item_rejects
 
 
 # --------------------------------------------------------------------------- counting
@@ -297,6 +327,7 @@ class _Collected:
     item_rejects: list = dataclasses.field(default_factory=list)
     marks: list = dataclasses.field(default_factory=list)
     item_funnels: list = dataclasses.field(default_factory=list)
+    names: list = dataclasses.field(default_factory=list)  # the record funnel's steps so far
 
 
 def _start(pipeline: beam.Pipeline, recipe: Recipe, input_glob: str, output_dir: str, plan: RunPlan):
@@ -318,8 +349,9 @@ def _start(pipeline: beam.Pipeline, recipe: Recipe, input_glob: str, output_dir:
 def build(pipeline: beam.Pipeline, recipe: Recipe, input_glob: str, output_dir: str, plan: RunPlan) -> None:
     """Adds ``recipe`` to ``pipeline`` as ``plan`` says (see :func:`pipelines.recipe.plan_run`)."""
     inputs, records, read_rejects, sides = _start(pipeline, recipe, input_glob, output_dir, plan)
-    collected = _Collected()
+    collected = _Collected(names=list(plan.funnel[:1] if plan.resume_from else recipe.steps[0].funnel))
     collected.rejects.append(read_rejects | "read/TallyRejects" >> beam.ParDo(_TallyRejects(recipe.steps[0].funnel)))
+    records = records | "read/Tally" >> beam.ParDo(_Tally(recipe.steps[0]))
     for step in plan.steps:
         label = step.name
         rejects: list[beam.PCollection] = []
@@ -327,6 +359,7 @@ def build(pipeline: beam.Pipeline, recipe: Recipe, input_glob: str, output_dir: 
             if step.name in plan.stages_written:
                 _ = records | f"stage_{label}/Write" >> _tables(recipe).write(stage_directory(output_dir, label))
             if step.name == plan.stop_after:
+                _write_stop_outputs(pipeline, recipe, inputs, collected, output_dir, step.name)
                 return
             continue
         if isinstance(step, Map):
@@ -338,15 +371,22 @@ def build(pipeline: beam.Pipeline, recipe: Recipe, input_glob: str, output_dir: 
         elif isinstance(step, Model):
             records, model_rejects = _model(records, step, False, label, plan, output_dir, recipe)
             rejects.extend(model_rejects)
-            if records is None:
+            if records is None:  # stopped at the model's stage
+                stopped = rejects | f"{label}/Rejects" >> beam.Flatten()
+                collected.rejects.append(stopped | f"{label}/TallyRejects" >> beam.ParDo(_TallyRejects(step.funnel)))
+                collected.names.extend(step.funnel)
+                _write_stop_outputs(pipeline, recipe, inputs, collected, output_dir, step.stage)
                 return
         elif isinstance(step, Dedup):
             records, rejected = _dedup(records, step, label)
             rejects.append(rejected)
+        elif isinstance(step, FanOut) and step.splits:
+            inputs, records = _split(pipeline, records, step, inputs, collected)
+            continue
         elif isinstance(step, FanOut):
             output, item_rejects = _fan_out(records, step, label, plan, output_dir, recipe)
             collected.item_rejects.append(item_rejects)
-            collected.item_funnels.append((step.funnel_key, tuple(n for s in step.steps for n in s.funnel), output))
+            collected.item_funnels.append((step.funnel_key, step.item_funnel, output))
             records = output.kept
             rejects.append(output.rejects)
         elif isinstance(step, Corpus):
@@ -365,7 +405,43 @@ def build(pipeline: beam.Pipeline, recipe: Recipe, input_glob: str, output_dir: 
             pipeline | f"{label}/NoRejects" >> beam.Create([])
         )
         collected.rejects.append(step_rejects | f"{label}/TallyRejects" >> beam.ParDo(_TallyRejects(step.funnel)))
+        collected.names.extend(step.funnel)
     _write_outputs(pipeline, recipe, plan, records, inputs, collected, output_dir)
+
+
+def _split(pipeline: beam.Pipeline, records, step: FanOut, inputs, collected: _Collected):
+    """Items become the records: what was counted so far closes as the source funnel (read ...
+    this step) under ``step.funnel_key``; the record funnel starts again at ``step.item_step``.
+    Returns the new inputs (every item, rejected ones included) and records."""
+    label = step.name
+    exploded = _exploded(records, step, label)
+    _ = exploded.parents | f"{label}/Tally" >> beam.ParDo(_Tally(step))
+    parent_rejects = exploded[REJECTS] | f"{label}/TallyRejects" >> beam.ParDo(_TallyRejects(step.funnel))
+    source_rejects = [*collected.rejects, parent_rejects] | f"{label}/SourceRejects" >> beam.Flatten()
+    source = StepOutput(
+        kept=None, rejects=source_rejects, items_in=inputs | f"{label}/CountSources" >> beam.combiners.Count.Globally(),
+        item_events=source_rejects | f"{label}/SourceEvents" >> beam.Map(_reject_event),
+    )
+    collected.item_funnels.append((step.funnel_key, (*collected.names, step.name), source))
+    collected.item_rejects.append(source_rejects)
+    collected.rejects = [exploded[ITEM_REJECTS] | f"{label}/TallyItemRejects" >> beam.ParDo(_TallyRejects((step.item_step,)))]
+    collected.marks = []
+    items = exploded[ITEMS] | f"{label}/Items" >> beam.Map(lambda kv: kv[1][1])
+    new_inputs = (items, exploded[ITEM_REJECTS]) | f"{label}/AllItems" >> beam.Flatten()
+    return new_inputs, items
+
+
+def _write_stop_outputs(pipeline, recipe: Recipe, inputs, collected: _Collected, output_dir: str, stage: str):
+    """A run stopped at a stage still writes its rejects (``stages/STAGE/rejects/``, kept with the
+    stage, since a resumed run writes ``rejects/`` anew) and the funnel so far with its budget
+    verdict (``stages/STAGE/funnel.json``)."""
+    directory = stage_directory(output_dir, stage)
+    rejects = collected.rejects | "AllRejects" >> beam.Flatten()
+    _ = [rejects, *collected.item_rejects] | "AllRejectRows" >> beam.Flatten() | "WriteRejects" >> WriteRejects(directory)
+    marks = collected.marks | "AllMarks" >> beam.Flatten() if collected.marks else pipeline | "NoMarks" >> beam.Create([])
+    counts = {"inputs": inputs, "rejects": rejects, "marks": marks} | "CountFunnel" >> CountFunnel()
+    path = FileSystems.join(directory, STAGE_FUNNEL)
+    _ = counts | "WriteStageFunnel" >> beam.Map(write_stage_funnel, tuple(collected.names), recipe.budgets, path)
 
 
 def _write_outputs(pipeline, recipe: Recipe, plan: RunPlan, records, inputs, collected: _Collected, output_dir: str):
@@ -387,7 +463,7 @@ def _write_outputs(pipeline, recipe: Recipe, plan: RunPlan, records, inputs, col
     outputs["marks"] = collected.marks | "AllMarks" >> beam.Flatten() if collected.marks else (
         pipeline | "NoMarks" >> beam.Create([])
     )
-    funnel_steps = set(plan.funnel)
+    funnel_steps = {*plan.funnel, *(name for _, steps, _ in collected.item_funnels for name in steps)}
     header = ManifestHeader(
         dataset=recipe.dataset,
         config=recipe.config_mapping(),
@@ -395,6 +471,7 @@ def _write_outputs(pipeline, recipe: Recipe, plan: RunPlan, records, inputs, col
         steps=plan.funnel,
         budgets=recipe.budgets,
         item_funnels=tuple((key, steps) for key, steps, _ in collected.item_funnels),
+        notes=recipe.notes,
     )
     item_pcolls = {}
     for key, _, output in collected.item_funnels:
@@ -425,6 +502,8 @@ def run_recipe(
     dry_run = bool(options.get_all_options().get("dry_run"))
     if not dry_run:
         clear_stages(output_dir, plan.stages_written)
+        if plan.stop_after is None:
+            clear_outputs(output_dir)
     console.ensure_installed()
     with beam.Pipeline(options=options) as pipeline:
         build(pipeline, recipe, input_glob, output_dir, plan)
@@ -433,9 +512,11 @@ def run_recipe(
         return False
     console.absorb_result(pipeline.result)
     if plan.stop_after is None:
-        manifest = load_manifest(FileSystems.join(output_dir, "manifest.json"), opener=FileSystems.open)
-        if manifest.get("budget_exceeded"):
-            raise BudgetExceeded(manifest["budget_exceeded"][0])
+        verdict = load_manifest(FileSystems.join(output_dir, "manifest.json"), opener=FileSystems.open)
+    else:
+        verdict = read_stage_funnel(stage_directory(output_dir, plan.stop_after))
+    if verdict.get("budget_exceeded"):
+        raise BudgetExceeded(verdict["budget_exceeded"][0])
     return True
 
 

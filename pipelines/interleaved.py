@@ -294,13 +294,20 @@ class DedupImages(beam.PTransform):
         )
 
 
+def _with_failure_flag(event: tuple[str, str]) -> tuple[str, str, bool]:
+    """An image event as ``(step, reason, dead_letter)``: a fetch or a decode that failed is a
+    failure (held to the failure budget); an image the WARC lacks with fetching off is not."""
+    step, reason = event
+    return step, reason, step in ("image_fetch", "image_decode") and reason != "not_in_warc"
+
+
 def _attach(item: tuple[str, dict[str, list]]) -> Iterable[Any]:
     _, joined = item
     for doc in joined["doc"]:
         outcomes = dict(joined["outcome"])
         attached, events = attach_images(doc, outcomes)
         for event in events:
-            yield TaggedOutput(IMAGE_EVENTS, event)
+            yield TaggedOutput(IMAGE_EVENTS, _with_failure_flag(event))
         if not attached.images:
             yield TaggedOutput(REJECTS, reject(attached, "images", "no_images_left"))
         else:

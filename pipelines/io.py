@@ -7,6 +7,7 @@ All paths go through ``apache_beam.io.filesystems.FileSystems``, so local,
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any, Callable, Iterable, Sequence
 
 import apache_beam as beam
@@ -127,7 +128,9 @@ class ManifestHeader:
         models: ``(funnel step, models entry)`` of each model the run used.
         steps: the funnel steps, in order.
         budgets: the failure budgets the funnel is held to.
-        item_funnels: ``(extra key, item steps)`` of each item funnel.
+        item_funnels: ``(extra key, item steps)`` of each item funnel (or source funnel).
+        notes: facts a reader of the manifest needs (``extra.notes``), e.g. that no
+            generator ran, so a dataset has no QA pairs.
     """
 
     dataset: str
@@ -136,6 +139,7 @@ class ManifestHeader:
     steps: tuple[str, ...]
     budgets: FailureBudgets = FailureBudgets()
     item_funnels: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    notes: tuple[str, ...] = ()
 
 
 class CountFunnel(beam.PTransform):
@@ -168,12 +172,7 @@ class CountFunnel(beam.PTransform):
 
 
 def _funnel_counts(_: Any, inputs: int, reasons: list, marks: list) -> dict[str, Any]:
-    dropped: dict[tuple[str, str], int] = {}
-    dead: dict[tuple[str, str], int] = {}
-    for (step, reason, dead_letter), count in reasons:
-        dropped[(step, reason)] = dropped.get((step, reason), 0) + count
-        if dead_letter:
-            dead[(step, reason)] = dead.get((step, reason), 0) + count
+    dropped, dead = _split_dead(reasons)
     return {
         "inputs": inputs, "dropped": dropped, "dead": dead, "fallback": dict(marks),
         "dead_letters": sum(dead.values()),
@@ -181,7 +180,8 @@ def _funnel_counts(_: Any, inputs: int, reasons: list, marks: list) -> dict[str,
 
 
 class CountItemFunnel(beam.PTransform):
-    """One item funnel's counts: ``(extra key, items in, {(item step, reason): n})`` as a singleton."""
+    """One item funnel's counts as a singleton: ``(extra key, items in, {(item step, reason): n},
+    {(item step, reason): dead letters})``. Events are ``(step, reason)`` or ``(step, reason, dead_letter)``."""
 
     def __init__(self, key: str):
         super().__init__()
@@ -190,7 +190,7 @@ class CountItemFunnel(beam.PTransform):
     def expand(self, pcolls: dict[str, beam.PCollection]) -> beam.PCollection:
         counts = (
             pcolls["events"]
-            | "EventKey" >> beam.Map(lambda event: (tuple(event), 1))
+            | "EventKey" >> beam.Map(lambda event: ((event[0], event[1], len(event) > 2 and bool(event[2])), 1))
             | "CountEvents" >> beam.CombinePerKey(sum)
             | "EventsToList" >> beam.combiners.ToList()
         )
@@ -198,9 +198,21 @@ class CountItemFunnel(beam.PTransform):
             pcolls["in"].pipeline
             | "ItemFunnelSeed" >> beam.Create([None])
             | "AssembleItemFunnel" >> beam.Map(
-                lambda _, n, found, key: (key, n, dict(found)), AsSingleton(pcolls["in"]), AsSingleton(counts), self._key
+                lambda _, n, found, key: (key, n, *_split_dead(found)), AsSingleton(pcolls["in"]),
+                AsSingleton(counts), self._key,
             )
         )
+
+
+def _split_dead(counts: list) -> tuple[dict, dict]:
+    """``((step, reason, dead_letter), n)`` pairs -> (all drops, dead letters), each by ``(step, reason)``."""
+    dropped: dict[tuple[str, str], int] = {}
+    dead: dict[tuple[str, str], int] = {}
+    for (step, reason, dead_letter), count in counts:
+        dropped[(step, reason)] = dropped.get((step, reason), 0) + count
+        if dead_letter:
+            dead[(step, reason)] = dead.get((step, reason), 0) + count
+    return dropped, dead
 
 
 def _model_entry(entry: dict[str, Any], step: FunnelStep | None) -> dict[str, Any]:
@@ -221,7 +233,7 @@ def _write_manifest(
     _: Any,
     shards: Sequence[ShardInfo],
     counts: dict[str, Any],
-    item_counts: Sequence[tuple[str, int, dict]],
+    item_counts: Sequence[tuple[str, int, dict, dict]],
     header: ManifestHeader,
     path: str,
     packed_records: int | None = None,
@@ -229,18 +241,21 @@ def _write_manifest(
     funnel = build_funnel(header.steps, counts["inputs"], counts["dropped"], counts["dead"], counts["fallback"])
     by_step = {step.step: step for step in funnel}
     item_steps = dict(header.item_funnels)
-    extra = {
-        key: [step.to_dict() for step in build_funnel(item_steps[key], n, found)]
-        for key, n, found in sorted(item_counts)
+    item_funnels = {
+        key: [step.to_dict() for step in build_funnel(item_steps[key], n, found, dead)]
+        for key, n, found, dead in sorted(item_counts, key=lambda counts: counts[0])
     }
-    over = [violation.message() for violation in over_budget([step.to_dict() for step in funnel], header.budgets)]
+    rows = [step.to_dict() for step in funnel] + [row for rows in item_funnels.values() for row in rows]
+    over = [violation.message() for violation in over_budget(rows, header.budgets)]
+    item_dead = sum(sum(dead.values()) for _, _, _, dead in item_counts)
+    extra = {**item_funnels, **({"notes": list(header.notes)} if header.notes else {})}
     manifest = build_manifest(
         dataset=header.dataset,
         config=header.config,
         models=[_model_entry(entry, by_step.get(step)) for step, entry in header.models],
         shards=sorted(shards, key=lambda s: s.path),
         funnel=funnel,
-        dead_letters=counts["dead_letters"],
+        dead_letters=counts["dead_letters"] + item_dead,
         package_version=curation.__version__,
         packed_records=packed_records,
         extra=extra or None,
@@ -250,6 +265,29 @@ def _write_manifest(
         handle.write(dump_manifest(manifest))
     FileSystems.rename([path + ".inprogress"], [path])
     return path
+
+
+STAGE_FUNNEL = "funnel.json"
+
+
+def write_stage_funnel(counts: dict[str, Any], steps: tuple[str, ...], budgets: FailureBudgets, path: str) -> str:
+    """The funnel of a run stopped at a stage, with its dead letters and budget verdict, as JSON."""
+    funnel = build_funnel(steps, counts["inputs"], counts["dropped"], counts["dead"], counts["fallback"])
+    rows = [step.to_dict() for step in funnel]
+    report = {
+        "funnel": rows, "dead_letters": counts["dead_letters"],
+        "budget_exceeded": [violation.message() for violation in over_budget(rows, budgets)],
+    }
+    with FileSystems.create(path + ".inprogress") as handle:
+        handle.write(json.dumps(report, indent=2, sort_keys=True).encode() + b"\n")
+    FileSystems.rename([path + ".inprogress"], [path])
+    return path
+
+
+def read_stage_funnel(directory: str) -> dict[str, Any]:
+    """What :func:`write_stage_funnel` wrote for the stage in ``directory``."""
+    with FileSystems.open(FileSystems.join(directory, STAGE_FUNNEL)) as handle:
+        return json.loads(handle.read())
 
 
 class WriteManifest(beam.PTransform):

@@ -32,6 +32,7 @@ and held to a budget.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
@@ -166,20 +167,42 @@ class Checkpoint(Step):
 
 @dataclass(frozen=True, kw_only=True)
 class FanOut(Step):
-    """The items inside a record through steps of their own.
+    """The items inside a record (the pages of a PDF, the frames of a video).
+
+    Two forms. With ``gather``, the items go through ``steps`` of their own, with their
+    own funnel, and are gathered back into their record. Without it (a *split*), the
+    items become the records from here on: the record funnel counts items, and what
+    came before (read and this step) becomes the source funnel under ``funnel_key``.
+
+    An ``explode`` that raises rejects the record under this step's ``name``, with the
+    exception's ``reason`` attribute when it has one (``explode_error`` otherwise), as
+    a dead letter; the job goes on.
 
     Attributes:
         explode: ``record -> (record, [items])``; items are records of their own kind
-            (``id``, ``source``, ``stats``), in order.
-        steps: the item steps (Map, Filter, Model).
-        gather: ``(record, [kept items in order]) -> record | Reject``.
-        funnel_key: where the item funnel goes in the manifest's ``extra``.
+            (``id``, ``source``, ``stats``), in order; an item may be a ``Reject`` of
+            ``item_step`` (a page that failed to render, one past a page cap).
+        item_step: the item funnel step that counts what ``explode`` itself rejected; for
+            a split, the first step of the record funnel.
+        steps: the item steps (Map, Filter, Model); none for a split.
+        gather: ``(record, [kept items in order]) -> record | Reject``; None for a split.
+        funnel_key: where the item funnel (or, for a split, the source funnel) goes in
+            the manifest's ``extra``.
     """
 
     explode: Callable[[Any], tuple[Any, list]]
-    steps: tuple[Step, ...]
-    gather: Callable[[Any, list], Any]
+    item_step: str
     funnel_key: str
+    steps: tuple[Step, ...] = ()
+    gather: Callable[[Any, list], Any] | None = None
+
+    @property
+    def splits(self) -> bool:
+        return self.gather is None
+
+    @property
+    def item_funnel(self) -> tuple[str, ...]:
+        return (self.item_step, *(name for inner in self.steps for name in inner.funnel))
 
 
 class StepOutput(NamedTuple):
@@ -232,6 +255,7 @@ class Recipe:
     reads the stages (``write(directory)``/``read(directory)`` PTransforms); by default
     the record type's rows as Parquet (:class:`pipelines.stages.RecordTables`).
     ``switched_off`` says, per stage the config left out, what would switch it on.
+    ``notes`` go to the manifest's ``extra.notes`` (e.g. that no generator wrote QA pairs).
     """
 
     record_type: type
@@ -240,6 +264,7 @@ class Recipe:
     config: Any
     tables: Any = None
     switched_off: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_recipe(self)
@@ -261,8 +286,13 @@ class Recipe:
 
     @property
     def funnel(self) -> tuple[str, ...]:
-        """The funnel steps, in order."""
-        return tuple(name for step in self.steps for name in step.funnel)
+        """Every step name, item steps included, in order (the names are unique)."""
+        names = []
+        for step in self.steps:
+            names.extend(step.funnel)
+            if isinstance(step, FanOut):
+                names.extend(step.item_funnel)
+        return tuple(names)
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -297,6 +327,11 @@ def check_recipe(recipe: Recipe) -> None:
         raise RecipeError(f"recipe {recipe.dataset!r} must start with a Read step")
     if any(isinstance(step, Read) for step in steps[1:]):
         raise RecipeError(f"recipe {recipe.dataset!r} has a Read step after the first step")
+    splits = [i for i, step in enumerate(steps) if isinstance(step, FanOut) and step.splits]
+    if len(splits) > 1:
+        raise RecipeError(f"recipe {recipe.dataset!r} splits its records twice")
+    if splits and _stage_positions(steps[: splits[0]]):
+        raise RecipeError(f"recipe {recipe.dataset!r} has a stage before its split: stages hold {recipe.record_type.__name__}")
     _check_unique(recipe.funnel, "step")
     _check_unique(recipe.stages, "stage")
     sides = set(steps[0].sides)
@@ -304,16 +339,21 @@ def check_recipe(recipe: Recipe) -> None:
         missing = [side for side in getattr(step, "sides", ()) if side not in sides]
         if missing:
             raise RecipeError(f"step {step.name!r} reads side collection {missing[0]!r} that no Read step makes")
+        if isinstance(step, Filter) and step.prepare and getattr(step.filter, "needs_corpus_quantile", False):
+            raise RecipeError(f"filter step {step.name!r}: a corpus-quantile filter takes no prepare")
         if isinstance(step, FanOut):
-            _check_unique(tuple(name for inner in step.steps for name in inner.funnel), f"{step.name} item step")
             if any(not isinstance(inner, (Map, Filter, Model)) for inner in step.steps):
                 raise RecipeError(f"fan-out {step.name!r}: item steps are Map, Filter or Model steps")
+            if any(inner.fallback or getattr(inner, "stage", None) for inner in (step, *step.steps)):
+                raise RecipeError(f"fan-out {step.name!r}: item steps and the fan-out itself have no fallbacks or stages")
+            if step.splits and step.steps:
+                raise RecipeError(f"fan-out {step.name!r} splits records into items: the steps after it are theirs")
 
 
 def _check_unique(names: Sequence[str], kind: str) -> None:
     seen = set()
     for name in names:
-        if not name or not name.replace("_", "").isalnum():
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name or ""):
             raise RecipeError(f"{kind} name {name!r} is not a snake_case word")
         if name in seen:
             raise RecipeError(f"{kind} name {name!r} is used twice")
@@ -347,6 +387,10 @@ def plan_run(recipe: Recipe, stop_after: str | None = None, resume_from: str | N
         ConfigError: for a stage the recipe does not have, one that cannot be resumed
             from, or a stop that comes before the resume.
     """
+    unknown = sorted(set(recipe.budgets.steps) - set(recipe.funnel) - set(_corpus_item_steps(recipe)))
+    if unknown:
+        raise ConfigError(f"config key 'budgets.steps.{unknown[0]}' names no step of this pipeline "
+                          f"(its steps: {', '.join(recipe.funnel)})")
     stages = recipe.stages
     for option, stage in (("--stop-after", stop_after), ("--resume-from", resume_from)):
         if stage in recipe.switched_off:
@@ -374,7 +418,15 @@ def plan_run(recipe: Recipe, stop_after: str | None = None, resume_from: str | N
     funnel = ("read", *(name for step in steps for name in step.funnel))
     if resume_from is None:
         funnel = recipe.steps[0].funnel + funnel[1:]
+        split = next((s for s in steps if isinstance(s, FanOut) and s.splits), None)
+        if split is not None:  # the record funnel counts the items from the split on
+            after = steps[steps.index(split) + 1 :]
+            funnel = (split.item_step, *(name for step in after for name in step.funnel))
     return RunPlan(resume_from, stop_after, steps, tuple(written), funnel)
+
+
+def _corpus_item_steps(recipe: Recipe) -> tuple[str, ...]:
+    return tuple(name for step in recipe.steps if isinstance(step, Corpus) for name in step.item_steps)
 
 
 def without(steps: Sequence[Step | None]) -> tuple[Step, ...]:

@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import yaml
 
@@ -53,8 +53,12 @@ class PromptTemplate:
         user: the user message, holding ``{alt_text}``.
         sees_image: True when the prompt speaks of an image the model is shown.
         intent: what the prompt is for, for people reading it.
+
+    A subclass for another task sets ``placeholder`` (the slot ``user`` must hold)
+    and renders its own inputs.
     """
 
+    placeholder: ClassVar[str] = PLACEHOLDER
     name: str
     version: int
     system: str
@@ -63,8 +67,8 @@ class PromptTemplate:
     intent: str = ""
 
     def __post_init__(self) -> None:
-        if PLACEHOLDER not in self.user:
-            raise ValueError(f"prompt {self.name!r}: the user message lacks {PLACEHOLDER}")
+        if self.placeholder not in self.user:
+            raise ValueError(f"prompt {self.name!r}: the user message lacks {self.placeholder}")
         if not isinstance(self.version, int) or self.version < 1:
             raise ValueError(f"prompt {self.name!r}: version must be a positive integer, got {self.version!r}")
 
@@ -117,7 +121,7 @@ class PromptTemplate:
 
     def render(self, alt_text: str) -> tuple[str, str]:
         """The ``(system, user)`` messages for one alt text, its whitespace collapsed."""
-        return self.system.strip(), self.user.strip().replace(PLACEHOLDER, " ".join(alt_text.split()))
+        return self.system.strip(), self.user.strip().replace(self.placeholder, " ".join(alt_text.split()))
 
 
 def rewrite_request(pair: Any, template: PromptTemplate, seed: int, with_image: bool) -> GenerationRequest:

@@ -201,7 +201,7 @@ def _spell(word: Word, letters: list[Word]) -> Any:
 
 def test_a_fan_out_has_its_own_funnel_that_balances(tmp_path):
     fan_out = FanOut(
-        name="letters", explode=_letters, gather=_spell, funnel_key="letter_funnel",
+        name="letters", item_step="letter", explode=_letters, gather=_spell, funnel_key="letter_funnel",
         steps=(Map(name="letters_only", fn=_no_digits), Filter(name="not_a", filter=MinValue(ord("b")))),
     )
     given = [*words(12), Word(id="w999", source="input#999", text="a1", value=99)]
@@ -209,14 +209,14 @@ def test_a_fan_out_has_its_own_funnel_that_balances(tmp_path):
     run_recipe(recipe, "unused", str(tmp_path), DIRECT)
     manifest = load_manifest(str(tmp_path / "manifest.json"))
     items = manifest["extra"]["letter_funnel"]
-    assert [row["step"] for row in items] == ["letters_only", "not_a"]
+    assert [row["step"] for row in items] == ["letter", "letters_only", "not_a"]
     letters = sum(len(w.text) for w in given)
-    assert items[0]["in"] == letters
+    assert items[0]["in"] == letters and items[0]["dropped"] == {}
     for row in items:
         assert row["in"] == row["out"] + sum(row["dropped"].values())
     digits = sum(c.isdigit() for w in given for c in w.text)
-    assert items[0]["dropped"] == {"digit": digits}
-    assert items[1]["dropped"] == {"too_small": sum(c == "a" for w in given for c in w.text)}
+    assert items[1]["dropped"] == {"digit": digits}
+    assert items[2]["dropped"] == {"too_small": sum(c == "a" for w in given for c in w.text)}
     page = {row["step"]: row for row in manifest["funnel"]}["letters"]
     assert page["dropped"] == {"no_letters_left": 1}, "'a1' loses every letter"
     spelled = sorted(json.loads(line)["text"] for line in _jsons(tmp_path))
@@ -261,3 +261,41 @@ def test_fallbacks_are_counted_and_held_to_their_budget(tmp_path):
         run_recipe(recipe, "unused", str(tmp_path), DIRECT)
     row = load_manifest(str(tmp_path / "manifest.json"))["funnel"][1]
     assert row == {"step": "double", "in": 40, "out": 40, "dropped": {}, "fallback": {"kept_original": 30}}
+
+
+class Unreadable(Exception):
+    reason = "unreadable_sentence"
+
+
+def _words_of(sentence: Word) -> tuple[Word, list]:
+    if sentence.text.startswith("!"):
+        raise Unreadable("cannot split")
+    items = []
+    for i, token in enumerate(sentence.text.split()):
+        item = Word(id=f"{sentence.id}-{i}", source=sentence.id, text=token, value=len(token))
+        items.append(reject(item, "words", "over_word_cap") if i >= 3 else item)
+    return sentence, items
+
+
+def test_a_split_makes_items_the_records_and_keeps_a_source_funnel(tmp_path):
+    sentences = [
+        Word(id="s1", source="in#1", text="one two three four five", value=0),
+        Word(id="s2", source="in#2", text="a bb ccc", value=0),
+        Word(id="s3", source="in#3", text="!broken", value=0),
+    ]
+    split = FanOut(name="split", item_step="words", explode=_words_of, funnel_key="sentence_funnel")
+    recipe = toy_recipe([split, Filter(name="min_value", filter=MinValue(2))], records=sentences)
+    run_recipe(recipe, "unused", str(tmp_path), DIRECT)
+    manifest = load_manifest(str(tmp_path / "manifest.json"))
+    assert validate_manifest(manifest) == []
+    assert manifest["funnel"] == [
+        {"step": "words", "in": 8, "out": 6, "dropped": {"over_word_cap": 2}},
+        {"step": "min_value", "in": 6, "out": 5, "dropped": {"too_small": 1}},
+    ]
+    assert manifest["extra"]["sentence_funnel"] == [
+        {"step": "read", "in": 3, "out": 3, "dropped": {}},
+        {"step": "split", "in": 3, "out": 2, "dropped": {"unreadable_sentence": 1},
+         "dead_letters": {"unreadable_sentence": 1}},
+    ]
+    assert manifest["dead_letters"] == 1 and manifest["totals"]["samples"] == 5
+    assert sorted(json.loads(line)["text"] for line in _jsons(tmp_path)) == ["bb", "ccc", "one", "three", "two"]
