@@ -49,6 +49,7 @@ bench: install-test $(IMG2DATASET_VENV)/bin/python
 	$(BIN)/python bench/bench_write_memory.py
 	$(BIN)/python bench/bench_endpoint.py
 	$(BIN)/python bench/bench_recipe_size.py
+	$(BIN)/python bench/bench_ocr.py
 	$(BIN)/python bench/bench_render.py
 
 clean:

@@ -247,6 +247,17 @@ def _normalize(image: Image.Image, data: bytes, settings: ImageSettings) -> Imag
     )
 
 
+def image_data(image: Image.Image, stored_format: str = "png", quality: int = 90) -> ImageData:
+    """A decoded image (a rendered page, a frame) encoded for a shard: ``png`` keeps text sharp,
+    ``jpeg``/``webp`` at ``quality`` are smaller."""
+    rgb = _to_rgb(image)
+    encoded = _encode(rgb, stored_format, quality)
+    return ImageData(
+        sha256=sha256_hex(encoded), phash=perceptual_hash(rgb), width=rgb.width, height=rgb.height,
+        format=stored_format, data=encoded,
+    )
+
+
 def _orientation(image: Image.Image) -> int:
     """EXIF orientation 1..8; 1 (upright) when absent or unreadable."""
     try:

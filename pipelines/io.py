@@ -20,7 +20,7 @@ from curation.ids import content_id
 from curation.readers import iter_parquet_rows, parquet_row_groups
 from curation.records import Reject, to_row
 from curation.budgets import FailureBudgets, over_budget
-from manifests.manifest import FunnelStep, build_funnel, build_manifest, dump_manifest
+from manifests.manifest import build_funnel, build_manifest, dump_manifest
 from manifests.shards import ShardInfo, ShardSettings
 from pipelines.write_shards import WriteShards
 
@@ -215,17 +215,16 @@ def _split_dead(counts: list) -> tuple[dict, dict]:
     return dropped, dead
 
 
-def _model_entry(entry: dict[str, Any], step: FunnelStep | None) -> dict[str, Any]:
-    """A model's manifest entry; its note says how many of the step's records fell back, and
-    never describes outputs that were not kept."""
-    if step is None or not step.fallback:
+def _model_entry(entry: dict[str, Any], written: tuple[int, int] | None) -> dict[str, Any]:
+    """A model's manifest entry; for a model whose output goes into the samples, its note says in
+    how many of the written samples it is, and never describes outputs that were not written."""
+    if written is None:
         return entry
-    fell_back = sum(step.fallback.values())
-    reasons = ", ".join(f"{reason}={n}" for reason, n in sorted(step.fallback.items()))
-    if fell_back == step.out:
-        outcome = f"no output of this model was kept: all {step.out} records of step {step.step} fell back ({reasons})"
+    carried, samples = written
+    if carried == 0:
+        outcome = f"no output of this model was written: none of the {samples} samples carries one"
     else:
-        outcome = f"outputs kept for {step.out - fell_back} of {step.out} records; the rest fell back ({reasons})"
+        outcome = f"its output is in {carried} of the {samples} samples"
     return {**entry, "note": "; ".join(part for part in (outcome, entry.get("note")) if part)}
 
 
@@ -237,9 +236,9 @@ def _write_manifest(
     header: ManifestHeader,
     path: str,
     packed_records: int | None = None,
+    model_outputs: dict[str, tuple[int, int]] | None = None,
 ) -> str:
     funnel = build_funnel(header.steps, counts["inputs"], counts["dropped"], counts["dead"], counts["fallback"])
-    by_step = {step.step: step for step in funnel}
     item_steps = dict(header.item_funnels)
     item_funnels = {
         key: [step.to_dict() for step in build_funnel(item_steps[key], n, found, dead)]
@@ -252,7 +251,7 @@ def _write_manifest(
     manifest = build_manifest(
         dataset=header.dataset,
         config=header.config,
-        models=[_model_entry(entry, by_step.get(step)) for step, entry in header.models],
+        models=[_model_entry(entry, (model_outputs or {}).get(step)) for step, entry in header.models],
         shards=sorted(shards, key=lambda s: s.path),
         funnel=funnel,
         dead_letters=counts["dead_letters"] + item_dead,
@@ -295,7 +294,8 @@ class WriteManifest(beam.PTransform):
 
     Input: ``{"shards": ShardInfos, "counts": the CountFunnel summary, "items": CountItemFunnel
     singletons (flattened)}``, plus ``"packed_records"`` (a singleton count) when each sample
-    packs several records.
+    packs several records, and ``"model_outputs"`` (a singleton ``{model step: (samples
+    carrying its output, samples)}``) for models whose output goes into the samples.
     """
 
     def __init__(self, output_dir: str, header: ManifestHeader):
@@ -304,7 +304,7 @@ class WriteManifest(beam.PTransform):
         self._header = header
 
     def expand(self, pcolls: dict[str, beam.PCollection]) -> beam.PCollection:
-        optional = {"packed_records": AsSingleton(pcolls["packed_records"])} if "packed_records" in pcolls else {}
+        optional = {name: AsSingleton(pcolls[name]) for name in ("packed_records", "model_outputs") if name in pcolls}
         return (
             pcolls["shards"].pipeline
             | "ManifestSeed" >> beam.Create([None])
@@ -326,7 +326,7 @@ class WriteDataset(beam.PTransform):
 
     Input: ``{"samples": Samples, "inputs": every input (counted), "rejects": Rejects,
     "marks": fallback marks}``, optional ``"item_rejects"`` (written, but counted in their item
-    funnel rather than the record funnel), an optional ``"packed_records"`` singleton (see
+    funnel rather than the record funnel), optional ``"packed_records"`` and ``"model_outputs"`` singletons (see
     :class:`WriteManifest`), and per item funnel named ``KEY`` in the header
     ``"KEY/in"`` (a singleton count) and ``"KEY/events"`` (``(item step, reason)`` per drop).
     Output: the manifest path.
@@ -351,7 +351,7 @@ class WriteDataset(beam.PTransform):
             for key, _ in self._header.item_funnels
         ]
         items = items | "AllItemFunnels" >> beam.Flatten() if items else pipeline | "NoItemFunnels" >> beam.Create([])
-        optional = {"packed_records": pcolls["packed_records"]} if "packed_records" in pcolls else {}
+        optional = {name: pcolls[name] for name in ("packed_records", "model_outputs") if name in pcolls}
         return {"shards": shards, "counts": counts, "items": items, **optional} | "WriteManifest" >> WriteManifest(
             self._output_dir, self._header
         )

@@ -20,7 +20,10 @@ from PIL import Image
 from curation.models.clip import ClipModel, ClipSpec
 from curation.models.embedder import Embedder, EmbedderSpec
 from curation.models.generator import Generator, GeneratorSpec, load_cached_generator
-from curation.records import SYNTHETIC_CAPTION_KEY, CaptionPair, ImageData, InterleavedDoc, Reject, TextDoc, reject
+from curation.pdf import agreement
+from curation.records import (
+    SYNTHETIC_CAPTION_KEY, CaptionPair, DocumentPage, ImageData, InterleavedDoc, Reject, TextDoc, reject,
+)
 from filters.caption_checks import default_checks, run_checks
 from filters.clip_score import SCORE_KEY
 from synth.captions import Outcome, PromptTemplate, rewrite_pairs
@@ -28,6 +31,7 @@ from synth.reorder import clip_inputs, page_score, reorder
 from pipelines.transforms import Split
 
 SCORE_DECIMALS = 4  # scores are rounded so batching differences between runners cannot leak into shards
+TEXT_LAYER_KEY = "text_layer"  # a PDF page's embedded text, kept in meta until OCR has compared with it
 
 
 def decode_for_model(image: ImageData, size: int) -> Image.Image:
@@ -183,6 +187,83 @@ class EmbedHandler(ModelHandler[TextDoc, tuple[TextDoc, Any], Embedder]):
 
     def get_metrics_namespace(self) -> str:
         return "curation.embed"
+
+
+class OcrHandler(ModelHandler[DocumentPage, DocumentPage, Any]):
+    """Transcribes the pages routed to OCR (``meta["route"] == "ocr"``); the others pass through.
+
+    Each OCR'd page gets ``transcript``, ``meta`` ``lines`` (text, box, confidence), ``confidence``
+    and ``engine``; a page that also had a text layer gets its ``agreement`` with it
+    (``stats["ocr_agreement"]``, 1 - character error rate).
+    """
+
+    def __init__(self, spec: Any):
+        super().__init__(min_batch_size=1, max_batch_size=spec.batch_size)
+        self._spec = spec
+
+    def load_model(self) -> Any:
+        from curation.models.ocr import load_cached
+
+        return load_cached(self._spec)
+
+    def run_inference(
+        self, batch: Sequence[DocumentPage], model: Any, inference_args: dict[str, Any] | None = None
+    ) -> Iterable[DocumentPage]:
+        todo = [i for i, page in enumerate(batch) if page.meta.get("route") == "ocr"]
+        read = dict(zip(todo, model.recognize([_page_pixels(batch[i].image) for i in todo])))
+        for i, page in enumerate(batch):
+            meta = {key: value for key, value in page.meta.items() if key != TEXT_LAYER_KEY}
+            if i not in read:
+                yield dataclasses.replace(page, meta=meta)
+                continue
+            ocr = read[i]
+            stats = dict(page.stats)
+            if page.meta.get(TEXT_LAYER_KEY):
+                stats["ocr_agreement"] = round(agreement(page.meta[TEXT_LAYER_KEY], ocr.text), SCORE_DECIMALS)
+            meta.update(
+                engine=ocr.engine, confidence=round(float(ocr.confidence), SCORE_DECIMALS),
+                lines=[{"text": line.text, "box": list(line.box), "confidence": round(float(line.confidence), SCORE_DECIMALS)}
+                       for line in ocr.lines],
+            )
+            yield dataclasses.replace(page, transcript=ocr.text, meta=meta, stats=stats)
+
+    def get_metrics_namespace(self) -> str:
+        return "curation.ocr"
+
+
+def _page_pixels(image: ImageData) -> Image.Image:
+    return Image.open(io.BytesIO(image.data)).convert("RGB")
+
+
+class QAHandler(ModelHandler[DocumentPage, DocumentPage, Generator]):
+    """Writes question-answer pairs about each page's transcription with a generator, checked
+    and retried (:func:`synth.qa.write_qa`); ``meta["qa"]`` says how it went."""
+
+    def __init__(self, spec: GeneratorSpec, template: Any, settings: Any, seed: int = 0):
+        batch = spec.batch_size if spec.backend == "transformers" else max(spec.batch_size, 2 * spec.concurrency)
+        super().__init__(min_batch_size=1, max_batch_size=batch)
+        self._spec = spec
+        self._template = template
+        self._settings = settings
+        self._seed = seed
+
+    def load_model(self) -> Generator:
+        return load_cached_generator(self._spec, opener=FileSystems.open)
+
+    def run_inference(
+        self, batch: Sequence[DocumentPage], model: Generator, inference_args: dict[str, Any] | None = None
+    ) -> Iterable[DocumentPage]:
+        from synth.qa import write_qa
+
+        outcomes = write_qa([(page.id, page.transcript) for page in batch], model.generate, self._template,
+                            self._settings, self._seed)
+        provenance = {"model": self._spec.model, "prompt": self._template.id}
+        for page, outcome in zip(batch, outcomes):
+            meta = {**page.meta, "qa": outcome.as_meta(provenance)}
+            yield dataclasses.replace(page, qa=list(outcome.pairs), meta=meta)
+
+    def get_metrics_namespace(self) -> str:
+        return "curation.qa"
 
 
 def _failed_batch_rejects(failure: tuple[Any, Any], step: str, keyed: bool) -> Iterable[Reject]:

