@@ -1,12 +1,15 @@
-"""``curate demo``: both web pipelines on generated data, with no network beyond loopback.
+"""``curate demo``: the pipelines on generated data, with no network beyond loopback.
 
 1. ``curate pairs`` on a LAION-style parquet whose images a loopback HTTP server serves;
 2. ``curate interleaved`` on a generated WARC (pages, their image records and planted bad cases);
-3. ``curate captions`` on a few of those pairs, alt texts rewritten by SmolLM2 (real weights).
+3. ``curate captions`` on a few of those pairs, alt texts rewritten by SmolLM2 (real weights);
+4. ``curate documents`` on generated PDFs and scans (text layer or PP-OCRv4, real weights), QA
+   pairs by a rule-based stand-in on loopback.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -15,9 +18,11 @@ from apache_beam.io.filesystems import FileSystems
 
 from curation.config import load_config
 from manifests.manifest import load_manifest
-from pipelines import captions, interleaved, pairs
+from pipelines import captions, documents, interleaved, pairs
 from pipelines.registry import check_clip_weights
 from sampledata.pairs import ImageServer, make_pairs_cases, write_pairs_parquet
+from sampledata.documents import write_document_inputs
+from sampledata.llm_server import LLMServer
 from sampledata.warc import make_warc_corpus
 
 CONFIGS = Path(__file__).parent / "configs"
@@ -29,11 +34,12 @@ def _fresh(output_dir: str) -> None:
 
 
 def run_demo(output_dir: str, beam_args: list[str] | None = None) -> dict[str, dict]:
-    """Runs the demos under ``output_dir/{pairs,interleaved,captions}``; returns their manifests."""
+    """Runs the demos under ``output_dir/{pairs,interleaved,captions,documents}``; returns their manifests."""
     return {
         "pairs": run_pairs_demo(os.path.join(output_dir, "pairs"), beam_args),
         "interleaved": run_interleaved_demo(os.path.join(output_dir, "interleaved"), beam_args),
         "captions": run_captions_demo(os.path.join(output_dir, "captions"), beam_args),
+        "documents": run_documents_demo(os.path.join(output_dir, "documents"), beam_args),
     }
 
 
@@ -81,4 +87,19 @@ def run_captions_demo(output_dir: str, beam_args: list[str] | None = None) -> di
         write_pairs_parquet(cases, input_path)
         print(f"demo: {len(cases)} pairs, alt texts rewritten by {config.generator.model} (text-only)")
         captions.run(input_path, output_dir, config, beam_args or ["--runner=DirectRunner"])
+    return load_manifest(FileSystems.join(output_dir, "manifest.json"), opener=FileSystems.open)
+
+
+def run_documents_demo(output_dir: str, beam_args: list[str] | None = None) -> dict:
+    """Writes PDFs and scans (with an encrypted, a truncated and a non-PDF file), transcribes them
+    (text layer or PP-OCRv4) and writes QA pairs through a rule-based stand-in served on 127.0.0.1."""
+    _fresh(output_dir)
+    input_dir = os.path.join(output_dir, "input")
+    cases = write_document_inputs(input_dir)
+    config = load_config(documents.DocumentsConfig, str(CONFIGS / "documents-demo.yaml"))
+    with LLMServer() as server:
+        config = dataclasses.replace(config, generator=dataclasses.replace(config.generator, endpoint=server.base_url))
+        print(f"demo: {len(cases)} document files in {input_dir}; QA pairs by a rule-based stand-in on "
+              f"{server.base_url} (use --generator-model or --generator-endpoint for a real model)")
+        documents.run(os.path.join(input_dir, "*"), output_dir, config, beam_args or ["--runner=DirectRunner"])
     return load_manifest(FileSystems.join(output_dir, "manifest.json"), opener=FileSystems.open)

@@ -21,7 +21,6 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pvalue import AsSingleton, TaggedOutput
-from apache_beam.transforms.combiners import SingleInputTupleCombineFn
 
 from curation.records import Reject, reject
 from manifests.manifest import load_manifest
@@ -432,6 +431,23 @@ def _split(pipeline: beam.Pipeline, records, step: FanOut, inputs, collected: _C
     return new_inputs, items
 
 
+class _SumPairs(beam.CombineFn):
+    """Sums ``(a, b)`` pairs element-wise."""
+
+    def create_accumulator(self) -> tuple[int, int]:
+        return (0, 0)
+
+    def add_input(self, total: tuple[int, int], pair: tuple[int, int]) -> tuple[int, int]:
+        return (total[0] + pair[0], total[1] + pair[1])
+
+    def merge_accumulators(self, totals: Iterable[tuple[int, int]]) -> tuple[int, int]:
+        found = list(totals)
+        return (sum(t[0] for t in found), sum(t[1] for t in found))
+
+    def extract_output(self, total: tuple[int, int]) -> tuple[int, int]:
+        return total
+
+
 class CountCarried(beam.PTransform):
     """A singleton ``{model step: (records carrying its output, records)}`` over the records written."""
 
@@ -444,7 +460,7 @@ class CountCarried(beam.PTransform):
         return (
             records
             | "Carried" >> beam.FlatMap(lambda r: [(step, (int(bool(carried(r))), 1)) for step, carried in carriers])
-            | "SumPerModel" >> beam.CombinePerKey(SingleInputTupleCombineFn(sum, sum))
+            | "SumPerModel" >> beam.CombinePerKey(_SumPairs())
             | "AsDict" >> beam.combiners.ToDict()
             | "EveryModel" >> beam.Map(lambda found: {step: tuple(found.get(step, (0, 0))) for step, _ in carriers})
         )

@@ -13,6 +13,7 @@ from curation.config import load_config
 from manifests.manifest import load_manifest, verify_manifest
 from pipelines import documents
 from pipelines.cli import main
+from pipelines.executor import BudgetExceeded
 from sampledata.documents import HARBOUR_REPORT, MUSEUM_NOTE, SCANNED_PAGE, write_document_inputs, write_render_sources
 from sampledata.llm_server import LLMServer
 from shard_samples import MULTIPROCESS, PORTABLE, read_samples
@@ -176,3 +177,33 @@ def test_the_cli_explains_documents(capsys):
         main(["documents", "--help"])
     out = capsys.readouterr().out
     assert "--kind" in out and "--ocr-backend" in out and "render-latex" in out
+
+
+def test_qa_through_a_tiny_random_local_model_falls_back_and_says_so(inputs, config, tmp_path, monkeypatch):
+    from curation.models.hf_generator import TransformersGenerator
+    from tiny_models import save_tiny_lm
+
+    model_dir = tmp_path / "tiny-lm"
+    save_tiny_lm(model_dir)
+    loads = []
+    real_load = TransformersGenerator.load.__func__
+    monkeypatch.setattr(TransformersGenerator, "load", classmethod(lambda cls, *a, **k: loads.append(1) or real_load(cls, *a, **k)))
+    only_report = str(Path(inputs[0]).parent / "report.pdf")
+    tiny = load_config(documents.DocumentsConfig, text=CONFIG + f"""
+generator:
+  model: {model_dir}
+  batch_size: 2
+  settings:
+    max_new_tokens: 16
+""")
+    out = tmp_path / "out"
+    with pytest.raises(BudgetExceeded, match="step qa: 2 of 2 records fell back"):
+        documents.run(only_report, str(out), tiny, ["--runner=DirectRunner"])
+    assert loads == [1], "the model loads once per worker"
+    manifest = load_manifest(str(out / "manifest.json"))
+    qa = {row["step"]: row for row in manifest["funnel"]}["qa"]
+    assert qa["fallback"] == {"no_qa": 2}, "random weights write no valid QA: the pages keep none"
+    writer = manifest["models"][-1]
+    assert writer["weights"] == f"path:{model_dir}" and writer["note"].startswith("no output of this model was written")
+    for info, _ in read_samples(out):
+        assert info["qa"] == [] and info["meta"]["qa"]["attempts"] == 2
