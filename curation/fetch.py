@@ -12,14 +12,25 @@ Connections are kept alive in pools keyed by ``(scheme, ip, port, hostname)``
 and the fetcher is safe to share between threads. :meth:`Fetcher.fetch` never
 raises: every outcome is a :class:`FetchResult` with a ``reason``.
 
+One deadline, ``total_timeout``, holds for a whole fetch: every attempt, retry,
+backoff and redirect of one URL, from the connect to the last body byte. Before
+every read from the socket (the status line and headers included) its timeout is
+set to what is left, so a server dripping bytes is cut off at the deadline.
+
 Proxies come from ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``NO_PROXY`` (read when the
-fetcher is built). The target is still resolved and checked locally; plain HTTP
-goes to the proxy in absolute form, HTTPS through a ``CONNECT`` tunnel to the
-checked address.
+fetcher is built). The proxy's own hostname is resolved and its address checked
+like any other (allow-list a proxy on a private network), and connections go to
+that checked address. The target is still resolved and checked locally; HTTPS
+goes through a ``CONNECT`` tunnel to the checked address. Plain HTTP goes to the
+proxy in absolute form, so the proxy resolves the hostname again: the proxy is
+trusted to apply its own egress policy, and this is the only path on which the
+address connected to is not the one the fetcher checked.
 """
 
 from __future__ import annotations
 
+import http.client
+import io
 import ipaddress
 import re
 import socket
@@ -34,6 +45,7 @@ from typing import Callable, Sequence, Union
 
 import certifi
 import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import HTTPError, LocationParseError
 from urllib3.util import Url, parse_url
 
@@ -112,9 +124,13 @@ class FetchSettings:
         backoff: Seconds slept before the first retry, doubled for each next one.
         user_agent: ``User-Agent`` header sent with every request.
         allow_networks: CIDRs allowed even when the deny list forbids them
-            (tests, intranets).
-        total_timeout: Seconds one attempt may take from the request to the last
-            body byte, so a server trickling bytes cannot hold a worker forever.
+            (tests, intranets). They match the address connected to (an
+            IPv4-mapped ``::ffff:a.b.c.d`` is that IPv4 address), never the IPv4
+            address a NAT64 or 6to4 address is translated to.
+        total_timeout: Seconds one fetch may take, all attempts, backoffs and
+            redirects together, from the first connect to the last body byte
+            (headers included), so a server trickling bytes cannot hold a worker
+            past it. Ends as ``timeout``, which is not retried.
         ca_certs: PEM bundle of trusted CAs for HTTPS; ``None`` uses certifi's.
     """
 
@@ -154,9 +170,12 @@ class FetchResult:
 def is_forbidden_address(ip: str, allow_networks: Sequence[str] = ()) -> bool:
     """Tells whether a fetcher must refuse to connect to ``ip``.
 
-    An IPv4-mapped (``::ffff:a.b.c.d``) or NAT64 (``64:ff9b::/96``) address is
-    judged by the IPv4 address it carries; a 6to4 address must pass both as
-    itself and as its IPv4 address. Anything that does not parse is forbidden.
+    The deny list judges an IPv4-mapped (``::ffff:a.b.c.d``) or NAT64
+    (``64:ff9b::/96``) address by the IPv4 address it carries; a 6to4 address
+    must pass both as itself and as its IPv4 address. ``allow_networks`` match
+    only the address connected to (an IPv4-mapped address is its IPv4 address):
+    allowing ``127.0.0.1/32`` does not allow ``64:ff9b::7f00:1`` or
+    ``2002:7f00:1::``. Anything that does not parse is forbidden.
 
     Args:
         ip: An IPv4 or IPv6 address in text form (an IPv6 scope id is allowed).
@@ -206,15 +225,84 @@ def _is_denied(addr: _Address) -> bool:
     )
 
 
+def _connected(addr: _Address) -> _Address:
+    """The address a socket to ``addr`` connects to: an IPv4-mapped address is its IPv4 address."""
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
 def _is_forbidden(ip: str, allowed: Sequence[_Network]) -> bool:
     try:
-        views = _views(ipaddress.ip_address(ip))
+        addr = ipaddress.ip_address(ip)
     except ValueError:
         return True
-    for view in views:
-        if any(view.version == net.version and view in net for net in allowed):
-            return False
-    return any(_is_denied(view) for view in views)
+    connected = _connected(addr)
+    if any(connected.version == net.version and connected in net for net in allowed):
+        return False
+    return any(_is_denied(view) for view in _views(addr))
+
+
+_deadline = threading.local()  # the deadline and read timeout of this thread's current attempt
+
+
+class _DeadlineReader(io.RawIOBase):
+    """Reads a socket with its timeout set, before every read, to what is left of the deadline.
+
+    Reads through the socket's own unbuffered ``makefile``, which keeps the socket
+    open while the response is read (http.client closes its side early when the
+    body is delimited by the connection's close).
+    """
+
+    def __init__(self, sock: socket.socket, deadline: float, read_timeout: float):
+        super().__init__()
+        self._sock = sock
+        self._raw = sock.makefile("rb", buffering=0)
+        self._deadline = deadline
+        self._read_timeout = read_timeout
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int | None:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("total_timeout reached while reading the response")
+        self._sock.settimeout(min(self._read_timeout, left))
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+class _SocketShim:
+    """What :class:`http.client.HTTPResponse` needs of a socket: ``makefile('rb')``, deadline-bound."""
+
+    def __init__(self, sock: socket.socket):
+        self._sock = sock
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        deadline = getattr(_deadline, "value", None)
+        if deadline is None:  # not inside an attempt of a Fetcher: plain reads
+            return self._sock.makefile(mode)
+        return io.BufferedReader(_DeadlineReader(self._sock, deadline, _deadline.read_timeout))
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    """A response (or a proxy's ``CONNECT`` answer) whose every read honours the attempt's deadline."""
+
+    def __init__(self, sock: socket.socket, *args, **kwargs):
+        super().__init__(_SocketShim(sock), *args, **kwargs)
+
+
+class _HTTPConnection(HTTPConnection):
+    response_class = _DeadlineResponse
+
+
+class _HTTPSConnection(HTTPSConnection):
+    response_class = _DeadlineResponse
 
 
 @dataclass(frozen=True)
@@ -313,7 +401,8 @@ class Fetcher:
         settings: Limits, identity and the allow list.
         resolver: Maps a hostname to its addresses (text form); defaults to
             the system resolver. Called once per hop; the request goes to the
-            first address that is not forbidden (the next ones on retries).
+            first address that is not forbidden (the next ones on retries). A
+            proxy's hostname is resolved with it too, and its address checked.
 
     Raises:
         ValueError: If a setting or a proxy environment variable is invalid.
@@ -329,7 +418,6 @@ class Fetcher:
         self._settings = settings
         self._resolver = resolver or resolve_host
         self._allowed = _parse_networks(settings.allow_networks)
-        self._timeout = urllib3.Timeout(connect=settings.connect_timeout, read=settings.read_timeout)
         self._ca_certs = settings.ca_certs or certifi.where()
         self._headers = {
             "User-Agent": settings.user_agent,
@@ -375,6 +463,7 @@ class Fetcher:
         self.close()
 
     def _fetch(self, url: str) -> FetchResult:
+        deadline = time.monotonic() + self._settings.total_timeout
         current = url
         for _ in range(self._settings.max_redirects + 1):
             target = _parse_target(current)
@@ -383,7 +472,7 @@ class Fetcher:
             addresses = self._resolve(target)
             if isinstance(addresses, _Outcome):
                 return FetchResult(url, current, False, addresses.reason, detail=addresses.detail)
-            outcome, attempts = self._request(target, addresses)
+            outcome, attempts = self._request(target, addresses, deadline)
             if outcome.location is None:
                 return FetchResult(
                     url=url,
@@ -425,17 +514,22 @@ class Fetcher:
             return _Outcome("forbidden_address", detail=f"{target.host} -> {', '.join(addresses)}")
         return allowed
 
-    def _request(self, target: _Target, addresses: list[str]) -> tuple[_Outcome, int]:
-        """Requests ``target`` with retries; returns the outcome and the attempts made."""
+    def _request(self, target: _Target, addresses: list[str], deadline: float) -> tuple[_Outcome, int]:
+        """Requests ``target`` with retries, all before ``deadline``; returns the outcome and the attempts."""
         return with_retries(
-            lambda attempt: self._attempt(target, addresses[(attempt - 1) % len(addresses)]),
+            lambda attempt: self._attempt(target, addresses[(attempt - 1) % len(addresses)], deadline),
             self._settings.retries,
             self._settings.backoff,
+            deadline=deadline,
         )
 
-    def _attempt(self, target: _Target, ip: str) -> _Outcome:
-        deadline = time.monotonic() + self._settings.total_timeout
+    def _attempt(self, target: _Target, ip: str, deadline: float) -> _Outcome:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return self._timed_out()
         proxy = self._proxy_for(target, ip)
+        if isinstance(proxy, _Outcome):
+            return proxy
         headers = dict(self._headers, Host=target.authority)
         if proxy is not None and target.scheme == "http":
             pool = self._pool(("proxy", proxy.url), lambda: self._proxy_pool(proxy))
@@ -445,28 +539,45 @@ class Fetcher:
             key = (target.scheme, ip, target.port, target.host, proxy.url if proxy else None)
             pool = self._pool(key, lambda: self._origin_pool(target, ip, proxy))
             request_url = target.request_uri
+        timeout = urllib3.Timeout(
+            connect=min(self._settings.connect_timeout, left), read=min(self._settings.read_timeout, left)
+        )
+        _deadline.value, _deadline.read_timeout = deadline, self._settings.read_timeout
         try:
-            response = pool.urlopen(
-                "GET",
-                request_url,
-                headers=headers,
-                retries=False,
-                redirect=False,
-                assert_same_host=False,
-                timeout=self._timeout,
-                preload_content=False,
-                release_conn=False,
-                decode_content=True,
-            )
-        except Exception as exc:
-            return _error_outcome(exc)
-        try:
-            return self._read(response, deadline)
-        except Exception as exc:
-            response.close()
-            return _error_outcome(exc)
+            try:
+                response = pool.urlopen(
+                    "GET",
+                    request_url,
+                    headers=headers,
+                    retries=False,
+                    redirect=False,
+                    assert_same_host=False,
+                    timeout=timeout,
+                    preload_content=False,
+                    release_conn=False,
+                    decode_content=True,
+                )
+            except Exception as exc:
+                return self._failed(exc, deadline)
+            try:
+                return self._read(response, deadline)
+            except Exception as exc:
+                response.close()
+                return self._failed(exc, deadline)
+            finally:
+                response.release_conn()
         finally:
-            response.release_conn()
+            _deadline.value = None
+
+    def _timed_out(self, status: int | None = None, content_type: str | None = None) -> _Outcome:
+        detail = f"not fetched within total_timeout={self._settings.total_timeout}s"
+        return _Outcome("timeout", status, content_type=content_type, detail=detail)
+
+    def _failed(self, exc: BaseException, deadline: float) -> _Outcome:
+        """The outcome of an exception; any failure once the deadline has passed is a final ``timeout``."""
+        if time.monotonic() >= deadline:
+            return self._timed_out()
+        return _error_outcome(exc)
 
     def _read(self, response: urllib3.BaseHTTPResponse, deadline: float) -> _Outcome:
         status = response.status
@@ -493,13 +604,21 @@ class Fetcher:
                 return _Outcome("too_large", status, content_type=content_type, detail=detail)
             if time.monotonic() > deadline:
                 response.close()
-                detail = f"body not read within {self._settings.total_timeout}s"
-                return _Outcome("timeout", status, content_type=content_type, retryable=True, detail=detail)
+                return self._timed_out(status, content_type)
         return _Outcome("ok", status, bytes(body), content_type)
 
-    def _proxy_for(self, target: _Target, ip: str) -> Url | None:
+    def _proxy_for(self, target: _Target, ip: str) -> Url | _Outcome | None:
+        """The proxy for ``target``, pinned to its checked address; or why it may not be used."""
         bracketed_ip = f"[{ip}]" if ":" in ip else ip  # so the port splitter leaves IPv6 alone
-        return self._proxies.for_target(target.scheme, target.host, bracketed_ip)
+        proxy = self._proxies.for_target(target.scheme, target.host, bracketed_ip)
+        if proxy is None:
+            return None
+        host = (proxy.host or "").strip("[]").lower()
+        proxy_target = _Target("http", host, proxy.port or 80, "/", _is_ip_literal(host))
+        addresses = self._resolve(proxy_target)
+        if isinstance(addresses, _Outcome):
+            return _Outcome(addresses.reason, detail=f"proxy {addresses.detail}")
+        return proxy._replace(host=addresses[0], port=proxy.port or 80)
 
     def _pool(self, key: tuple, make: Callable[[], urllib3.HTTPConnectionPool]) -> urllib3.HTTPConnectionPool:
         evicted = None
@@ -516,20 +635,24 @@ class Fetcher:
         return pool
 
     def _proxy_pool(self, proxy: Url) -> urllib3.HTTPConnectionPool:
-        return urllib3.HTTPConnectionPool(
+        pool = urllib3.HTTPConnectionPool(
             proxy.host, proxy.port or 80, maxsize=_POOL_MAXSIZE, block=False, retries=False
         )
+        pool.ConnectionCls = _HTTPConnection
+        return pool
 
     def _origin_pool(self, target: _Target, ip: str, proxy: Url | None) -> urllib3.HTTPConnectionPool:
         """A pool whose connections go to ``ip`` (directly, or tunnelled through ``proxy``)."""
         if target.scheme == "http":
-            return urllib3.HTTPConnectionPool(
+            pool = urllib3.HTTPConnectionPool(
                 ip, target.port, maxsize=_POOL_MAXSIZE, block=False, retries=False
             )
+            pool.ConnectionCls = _HTTPConnection
+            return pool
         tunnel = {}
         if proxy is not None:
             tunnel = {"_proxy": proxy, "_proxy_headers": proxy_headers(proxy)}
-        return urllib3.HTTPSConnectionPool(
+        pool = urllib3.HTTPSConnectionPool(
             ip,
             target.port,
             maxsize=_POOL_MAXSIZE,
@@ -540,3 +663,5 @@ class Fetcher:
             server_hostname=target.host,
             **tunnel,
         )
+        pool.ConnectionCls = _HTTPSConnection
+        return pool

@@ -87,18 +87,24 @@ def classify_error(
     return Failure("connection_error", False, f"unexpected {detail}")
 
 
-def with_retries(attempt: Callable[[int], Outcome], retries: int, backoff: float) -> tuple[Outcome, int]:
+def with_retries(
+    attempt: Callable[[int], Outcome], retries: int, backoff: float, deadline: float | None = None
+) -> tuple[Outcome, int]:
     """Calls ``attempt(1)``, ``attempt(2)``, ... until an outcome is not retryable or ``retries`` are spent.
 
     Sleeps ``backoff`` seconds before the first retry, doubled before each next one.
-    Returns the last outcome and the number of attempts made.
+    With a ``deadline`` (a :func:`time.monotonic` value) no retry starts, and no
+    backoff sleeps, past it. Returns the last outcome and the number of attempts made.
     """
     number = 1
     while True:
         outcome = attempt(number)
         if not outcome.retryable or number > retries:
             return outcome, number
-        time.sleep(backoff * 2 ** (number - 1))
+        pause = backoff * 2 ** (number - 1)
+        if deadline is not None and time.monotonic() + pause >= deadline:
+            return outcome, number
+        time.sleep(pause)
         number += 1
 
 

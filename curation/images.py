@@ -10,13 +10,27 @@ is decoded at a reduced DCT scale (down to 1/8, at least 128 px) for its hash
 (the whole entropy-coded stream is still read, so truncation is still caught),
 and a JPEG to be downscaled is decoded at the smallest DCT scale that is still
 at least the target size.
+
+Decoding is also bounded in memory and time, by estimates made from the header
+before any pixel is decoded: the bytes the decode and the conversions after it
+hold (pixels x bytes per sample x channels, the decoder's own buffers, a
+progressive JPEG's coefficient buffer), and the decode time a progressive JPEG
+costs (every scan is a pass over all of its coefficients, so its work grows
+with pixels x scans). Above ``ImageSettings.max_decode_bytes`` an image is
+``decode_memory``, above ``max_decode_seconds`` ``decode_timeout``. Every
+decode holds its estimate from a budget shared by the whole process (one per
+worker), ``worker_decode_bytes``, so many fetch threads decoding at once wait
+for each other instead of adding up.
 """
 
 from __future__ import annotations
 
 import functools
 import io
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
@@ -34,6 +48,20 @@ _HASH_SIDE = 32  # pHash: DCT of a 32x32 grayscale, 8x8 low frequencies kept
 _HASH_BITS_SIDE = 8
 _HASH_REDUCE_GAP = 4  # images are box-reduced to >= 4x the hash side before LANCZOS
 _RESIZE_REDUCING_GAP = 3.0
+
+# Decode cost model, bytes held per decoded pixel (measured with ru_maxrss, Pillow 12).
+_NARROW_MODES = ("1", "L", "P")  # Pillow stores 1 byte a pixel; I;16* 2; every other mode 4
+_WIDE_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")  # scaled to 8 bits through an int64 array
+_WIDE_EXTRA_BYTES = 17
+_WEBP_EXTRA_BYTES = 12  # libwebp's own RGBA canvas and its copy, before Pillow's image
+_ALPHA_EXTRA_BYTES = 9  # flattening onto white: an RGBA copy and the RGB result
+_CONVERT_EXTRA_BYTES = 5  # any other mode converted to RGB (some through an 8-bit copy)
+_FIXED_BYTES = 8 * 2**20  # the hash, the encoder, Python objects
+_COEFFICIENT_BYTES = 2  # a buffered JPEG keeps every DCT coefficient at full size, 16 bits each
+# Decode time model: a progressive JPEG scan is a pass over every coefficient, about 1e9
+# pixel-scans a second on a 2024 server core; the estimate assumes a core 4x slower.
+_SCAN_PIXELS_PER_SECOND = 2.5e8
+_PIXELS_PER_SECOND = 2.5e7  # any other decode, generously
 
 
 @functools.lru_cache(maxsize=None)
@@ -64,6 +92,16 @@ class ImageSettings:
         quality: encoder quality (1-100) for JPEG and WebP output.
         allowed_formats: Pillow formats, lowercase, accepted as input; others
             are rejected as ``unsupported_format`` without being decoded.
+        max_decode_bytes: the most memory one image's decode and conversion
+            may hold, estimated from the header before decoding (JPEGs at the
+            reduced scale they are decoded at); above it ``decode_memory``.
+        max_decode_seconds: the longest decode, estimated from the header
+            (a progressive JPEG costs pixels x scans); above it
+            ``decode_timeout``. A refusal by estimate: no decode is started
+            that would take longer, and none is interrupted.
+        worker_decode_bytes: the most memory all decodes of this process hold
+            at once; a decode waits until its estimate fits. One budget per
+            process and value, shared by every thread (the fetch pool).
     """
 
     max_pixels: int = 64_000_000
@@ -71,6 +109,9 @@ class ImageSettings:
     max_side: int | None = None
     quality: int = 90
     allowed_formats: tuple[str, ...] = ("jpeg", "png", "webp", "gif", "bmp", "tiff")
+    max_decode_bytes: int = 512 * 2**20
+    max_decode_seconds: float = 10.0
+    worker_decode_bytes: int = 2**30
 
     def __post_init__(self) -> None:
         if self.reencode not in REENCODE_POLICIES:
@@ -81,6 +122,12 @@ class ImageSettings:
             raise ValueError(f"image max_side must be positive, got {self.max_side}")
         if not 1 <= self.quality <= 100:
             raise ValueError(f"image quality must be within 1..100, got {self.quality}")
+        if min(self.max_decode_bytes, self.max_decode_seconds, self.worker_decode_bytes) <= 0:
+            raise ValueError(
+                "image max_decode_bytes, max_decode_seconds and worker_decode_bytes must be positive"
+            )
+        if self.max_decode_bytes > self.worker_decode_bytes:
+            raise ValueError("image max_decode_bytes must not exceed worker_decode_bytes")
         _pillow_formats(tuple(self.allowed_formats))
 
 
@@ -89,7 +136,8 @@ class ImageRejected(Exception):
 
     Attributes:
         reason: ``corrupt_image``, ``truncated_image``, ``decompression_bomb``,
-            ``unsupported_format`` or ``empty_image``.
+            ``decode_memory``, ``decode_timeout``, ``unsupported_format`` or
+            ``empty_image``.
         detail: what was wrong, for the dead-letter row.
     """
 
@@ -118,7 +166,8 @@ def normalize_image(data: bytes, settings: ImageSettings = ImageSettings()) -> I
 
     Raises:
         ImageRejected: when the bytes are empty, of a format not allowed, a
-            decompression bomb, truncated or otherwise undecodable.
+            decompression bomb, too costly to decode (``decode_memory``,
+            ``decode_timeout``), truncated or otherwise undecodable.
     """
     if not data:
         raise ImageRejected("empty_image", "no bytes")
@@ -208,33 +257,54 @@ def _identify(data: bytes) -> str | None:
 def _normalize(image: Image.Image, data: bytes, settings: ImageSettings) -> ImageData:
     is_jpeg = image.format in ("JPEG", "MPO")
     if not is_jpeg:
-        image.load()  # PNG and TIFF may keep EXIF after the pixels; JPEG has it in the header.
+        with _decode_budget(image, data, settings, converts=True):
+            image.load()  # PNG and TIFF may keep EXIF after the pixels; JPEG has it in the header.
+            return _store(image, data, settings, _plan(image, settings))
+    plan = _plan(image, settings)  # a JPEG's orientation is in its header
+    full_size = image.size
+    if plan.keep:
+        image.draft("L", (_HASH_SIDE * _HASH_REDUCE_GAP,) * 2)
+    elif plan.target != plan.size:
+        image.draft("RGB", plan.target[::-1] if plan.swapped else plan.target)
+    with _decode_budget(image, data, settings, converts=not plan.keep, full_size=full_size):
+        image.load()
+        return _store(image, data, settings, plan)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    orientation: int
+    swapped: bool
+    size: tuple[int, int]  # width, height after orientation
+    target: tuple[int, int]
+    keep: bool
+
+
+def _plan(image: Image.Image, settings: ImageSettings) -> _Plan:
     orientation = _orientation(image)
     swapped = orientation in (5, 6, 7, 8)
-    width, height = image.size[::-1] if swapped else image.size
-    target = _fit(width, height, settings.max_side)
+    size = image.size[::-1] if swapped else image.size
+    target = _fit(*size, settings.max_side)
+    return _Plan(orientation, swapped, size, target, _can_keep(image, orientation, target == size, settings))
 
-    if _can_keep(image, orientation, target == (width, height), settings):
-        if is_jpeg:
-            image.draft("L", (_HASH_SIDE * _HASH_REDUCE_GAP,) * 2)
+
+def _store(image: Image.Image, data: bytes, settings: ImageSettings, plan: _Plan) -> ImageData:
+    if plan.keep:
         image.load()
         return ImageData(
             sha256=sha256_hex(data),
             phash=perceptual_hash(image),
-            width=width,
-            height=height,
+            width=plan.size[0],
+            height=plan.size[1],
             format=_KEEP_FORMATS[image.format],
             data=data,
         )
-
-    if is_jpeg and target != (width, height):
-        image.draft("RGB", target[::-1] if swapped else target)
     image.load()
-    if orientation != 1:
+    if plan.orientation != 1:
         ImageOps.exif_transpose(image, in_place=True)
     rgb = _to_rgb(image)
-    if rgb.size != target:
-        rgb = rgb.resize(target, Image.Resampling.LANCZOS, reducing_gap=_RESIZE_REDUCING_GAP)
+    if rgb.size != plan.target:
+        rgb = rgb.resize(plan.target, Image.Resampling.LANCZOS, reducing_gap=_RESIZE_REDUCING_GAP)
     stored_format = "webp" if settings.reencode == "webp" else "jpeg"
     encoded = _encode(rgb, stored_format, settings.quality)
     return ImageData(
@@ -245,6 +315,126 @@ def _normalize(image: Image.Image, data: bytes, settings: ImageSettings) -> Imag
         format=stored_format,
         data=encoded,
     )
+
+
+def decode_cost(
+    image: Image.Image, data: bytes, converts: bool = True, full_size: tuple[int, int] | None = None
+) -> tuple[int, float]:
+    """Estimated bytes held and seconds taken to decode ``image`` (opened, not loaded) and
+    convert it to RGB, from its header only. Only the first frame of an animated or
+    multi-page image is ever decoded, so frames add nothing.
+
+    Args:
+        image: the opened image, at the (draft) size it will be decoded at.
+        data: its bytes (a JPEG's scans are counted in them).
+        converts: whether the pixels are converted to RGB after decoding.
+        full_size: a JPEG's size before a draft reduced it.
+    """
+    width, height = image.size
+    pixels = width * height
+    mode = image.mode
+    per_pixel = 1 if mode in _NARROW_MODES else 2 if mode.startswith("I;16") else 4
+    if image.format == "WEBP":
+        per_pixel += _WEBP_EXTRA_BYTES
+    if converts:
+        if mode in _WIDE_MODES:
+            per_pixel += _WIDE_EXTRA_BYTES
+        elif mode in _ALPHA_MODES or "transparency" in image.info:
+            per_pixel += _ALPHA_EXTRA_BYTES
+        elif mode != "RGB":
+            per_pixel += _CONVERT_EXTRA_BYTES
+    memory = pixels * per_pixel + _FIXED_BYTES
+    seconds = pixels / _PIXELS_PER_SECOND
+    if image.format in ("JPEG", "MPO"):
+        full_width, full_height = full_size or image.size
+        scans = _jpeg_scans(data)
+        if scans > 1:  # a progressive or multi-scan JPEG buffers all its coefficients
+            memory += _coefficients(image, full_width, full_height) * _COEFFICIENT_BYTES
+            seconds += full_width * full_height * scans / _SCAN_PIXELS_PER_SECOND
+    return memory, seconds
+
+
+def _jpeg_scans(data: bytes) -> int:
+    """The scans (SOS markers) of a JPEG, counted from its first: the header's segments
+    (an EXIF thumbnail, say) are skipped by their lengths, and 0xFF in entropy-coded data
+    is always followed by 0x00 or a restart marker, so ``FF DA`` there is a real SOS."""
+    position = 2
+    while position + 4 <= len(data) and data[position] == 0xFF:
+        marker = data[position + 1]
+        if marker == 0xDA:
+            return max(1, data.count(b"\xff\xda", position))
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+    return max(1, data.count(b"\xff\xda"))
+
+
+def _coefficients(image: Image.Image, width: int, height: int) -> int:
+    """DCT coefficients of a JPEG at full size, from its components' sampling factors."""
+    layers = getattr(image, "layer", None) or [("", 1, 1, 0)] * len(image.getbands())
+    h_max = max(layer[1] for layer in layers) or 1
+    v_max = max(layer[2] for layer in layers) or 1
+    return sum(
+        -(-width * layer[1] // h_max) * -(-height * layer[2] // v_max) for layer in layers
+    )
+
+
+@contextmanager
+def _decode_budget(
+    image: Image.Image, data: bytes, settings: ImageSettings, converts: bool,
+    full_size: tuple[int, int] | None = None,
+) -> Iterator[None]:
+    """Refuses a decode above the per-image limits, then holds its estimate from the worker's budget."""
+    memory, seconds = decode_cost(image, data, converts, full_size)
+    size = "x".join(map(str, full_size or image.size))
+    what = f"{size} {image.mode} {image.format}"
+    if seconds > settings.max_decode_seconds:
+        limit = settings.max_decode_seconds
+        raise ImageRejected("decode_timeout", f"{what}: about {seconds:.0f}s to decode > {limit}s")
+    if memory > settings.max_decode_bytes:
+        limit = settings.max_decode_bytes
+        raise ImageRejected("decode_memory", f"{what}: about {memory} bytes to decode > {limit}")
+    with _worker_budget(settings.worker_decode_bytes).hold(memory):
+        yield
+
+
+class DecodeBudget:
+    """Bytes of decode memory shared by the threads of a process; each decode holds its estimate."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._free = capacity
+        self._changed = threading.Condition()
+
+    @property
+    def in_use(self) -> int:
+        with self._changed:
+            return self.capacity - self._free
+
+    @contextmanager
+    def hold(self, amount: int) -> Iterator[None]:
+        """Waits until ``amount`` bytes (at most the whole budget) are free and holds them."""
+        amount = min(max(0, amount), self.capacity)
+        with self._changed:
+            self._changed.wait_for(lambda: self._free >= amount)
+            self._free -= amount
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._free += amount
+                self._changed.notify_all()
+
+
+_budgets_lock = threading.Lock()
+_budgets: dict[int, DecodeBudget] = {}
+
+
+def _worker_budget(capacity: int) -> DecodeBudget:
+    """This process's budget of ``capacity`` bytes (one per distinct setting)."""
+    with _budgets_lock:
+        return _budgets.setdefault(capacity, DecodeBudget(capacity))
 
 
 def image_data(image: Image.Image, stored_format: str = "png", quality: int = 90) -> ImageData:
