@@ -23,6 +23,12 @@ Values are checked against the field types (``int``, ``float``, ``str``, ``bool`
 ``X | None``, ``tuple[X, ...]``, ``Mapping[str, X]`` and nested dataclasses); a value
 a dataclass's own ``__post_init__`` refuses (``ValueError``/``TypeError``) is re-raised
 as a :class:`ConfigError` naming the section. So every bad config is a usage error.
+
+Values that cannot mean anything are refused when loading, naming the key: a float that is
+NaN or infinite (``.nan``, ``.inf``, anywhere: fields, list elements, mapping values), a
+boolean where a number is expected, and YAML aliases (``*name``) that stand for more than
+:data:`MAX_ALIASED_VALUES` values in one document (an alias bomb expands a few lines into
+billions of values). A few aliases, for repeating a value, are fine.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import json
+import math
 import types
 import typing
 from typing import IO, Any, Callable, Iterator, Mapping, NamedTuple, Sequence, TypeVar
@@ -72,11 +79,59 @@ class _Loader(yaml.SafeLoader):
 _Loader.add_constructor("tag:yaml.org,2002:null", _Loader.construct_yaml_null)
 
 
+MAX_ALIASED_VALUES = 10_000
+"""Most values that YAML aliases (``*name``) may stand for in one document, counted
+through every level (an alias of a list of 10 aliases of lists of 10 values is 111):
+a file of a few lines cannot expand to gigabytes (a "billion laughs" alias bomb)."""
+
+
 def _load_yaml(text: str, where: str) -> Any:
+    loader = _Loader(text)  # _Loader is a SafeLoader
     try:
-        return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_aliases(node, where)
+        return loader.construct_document(node)
     except yaml.YAMLError as error:
         raise ConfigError(f"{where} is not valid YAML: {' '.join(str(error).split())}") from None
+    except RecursionError:
+        raise ConfigError(f"{where} is nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def _check_aliases(root: yaml.Node, where: str) -> None:
+    """Refuses a document whose aliases stand for more than :data:`MAX_ALIASED_VALUES` values.
+
+    A node met a second time is an alias's target: it and everything under it count, every
+    time. The walk stops at the limit, so an alias bomb (or an alias of its own ancestor)
+    costs at most that many steps.
+    """
+    seen: set[int] = set()
+    budget = MAX_ALIASED_VALUES
+    stack: list[tuple[yaml.Node, str, bool]] = [(root, "", False)]
+    while stack:
+        node, path, aliased = stack.pop()
+        if not aliased and id(node) in seen:
+            aliased = True
+        seen.add(id(node))
+        if aliased:
+            budget -= 1
+            if budget < 0:
+                key = f"config key '{path}'" if path else "the top level"
+                raise ConfigError(
+                    f"{where}: YAML aliases at {key} stand for more than {MAX_ALIASED_VALUES} values; "
+                    "write the values out instead"
+                )
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in reversed(node.value):
+                name = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
+                stack.append((value_node, f"{path}.{name}" if path else str(name), aliased))
+                stack.append((key_node, path, aliased))
+        elif isinstance(node, yaml.SequenceNode):
+            for i in reversed(range(len(node.value))):
+                stack.append((node.value[i], f"{path}[{i}]", aliased))
 
 
 class Section(NamedTuple):
@@ -184,6 +239,8 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
                 f"config key '{path}' cannot be null: this section cannot be switched off; set its keys instead"
             )
         raise ConfigError(f"config key '{path}' cannot be null: it expects {_describe(inner)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"config key '{path}' must be a finite number, got {value!r}")
     if section:
         return from_mapping(inner, value, f"{path}.")
     origin = typing.get_origin(inner)

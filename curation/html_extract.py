@@ -26,8 +26,11 @@ cost one pass and one comparison instead of repeated ancestor walks.
 from __future__ import annotations
 
 import re
+import sys
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property
 from itertools import islice
 from urllib.parse import urljoin
 
@@ -105,6 +108,17 @@ class ExtractSettings:
     wrapper_share: float = 0.5
     max_html_chars: int = 10_000_000
     keep_images: bool = True
+
+    def __post_init__(self) -> None:
+        for name in (
+            "min_paragraph_chars", "max_link_density", "min_scoring_chars", "climb_ratio", "sibling_ratio",
+            "boilerplate_vote", "long_paragraph_chars", "min_tail_chars", "max_dateline_chars",
+            "max_label_chars", "wrapper_share",
+        ):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not self.max_html_chars >= 1:
+            raise ValueError(f"max_html_chars must be >= 1, got {self.max_html_chars!r}")
 
 
 @dataclass
@@ -243,13 +257,66 @@ def _base_url(root: etree._Element, url: str) -> str:
     return url
 
 
-@lru_cache(maxsize=65536)
+class _BoundedCache:
+    """A least-recently-used ``str -> bool`` memo bounded by the bytes of its keys, not their count.
+
+    Keys longer than ``max_key_chars`` are not kept (computing them again costs what reading
+    them does), and the oldest entries go once the keys hold more than ``max_bytes``.
+    Safe to share between threads.
+    """
+
+    def __init__(self, max_bytes: int, max_key_chars: int) -> None:
+        self.max_bytes = max_bytes
+        self.max_key_chars = max_key_chars
+        self.bytes = 0
+        self._entries: OrderedDict[str, bool] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> bool | None:
+        with self._lock:
+            value = self._entries.get(key)
+            if value is not None:
+                self._entries.move_to_end(key)
+            return value
+
+    def put(self, key: str, value: bool) -> None:
+        if len(key) > self.max_key_chars:
+            return
+        with self._lock:
+            if key in self._entries:
+                return
+            self._entries[key] = value
+            self.bytes += sys.getsizeof(key)
+            while self.bytes > self.max_bytes and self._entries:
+                old, _ = self._entries.popitem(last=False)
+                self.bytes -= sys.getsizeof(old)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.bytes = 0
+
+
+_NAMES_CACHE = _BoundedCache(max_bytes=8 << 20, max_key_chars=1024)
+
+
 def _names_boilerplate(names: str) -> bool:
-    """Whether class and id names (space-separated) name boilerplate.
+    """Whether class and id names (space-separated) name boilerplate (memoized in ``_NAMES_CACHE``).
 
     Each name counts up to a state modifier (``has-ads``, ``no-sidebar``) or a
     BEM modifier (``l-outer--nav`` gives ``l``, ``outer``).
     """
+    known = _NAMES_CACHE.get(names)
+    if known is None:
+        known = _scan_names(names)
+        _NAMES_CACHE.put(names, known)
+    return known
+
+
+def _scan_names(names: str) -> bool:
     for name in names.split():
         for part in map(str.lower, _TOKEN.findall(name.split("--")[0])):
             if part in _MODIFIERS:

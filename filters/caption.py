@@ -8,14 +8,27 @@ from typing import Any, ClassVar
 
 from filters.base import Filter
 
+# Every pattern here runs in time linear in the caption: no two adjacent quantified parts
+# can take the same characters (``[\w\s-]*`` already takes the trailing spaces), and
+# markup is found without a ``[^>]*`` scan from every ``<`` (see :func:`_has_markup`).
 _WORD = re.compile(r"\w+", re.UNICODE)
 _FILENAME = re.compile(
-    r"^\s*(?:(?:img|dsc|dscn|dcim|pxl|mvimg|screenshot|image|photo|pic)[\s_-]*\d[\w\s-]*"
-    r"|[\w-]+\.(?:jpe?g|png|gif|webp|bmp|tiff?|heic))\s*$",
+    r"^\s*(?:(?:img|dsc|dscn|dcim|pxl|mvimg|screenshot|image|photo|pic)[\s_-]*\d[\w\s-]*$"
+    r"|[\w-]+\.(?:jpe?g|png|gif|webp|bmp|tiff?|heic)\s*$)",
     re.IGNORECASE,
 )
 _URL = re.compile(r"^\s*(?:https?://|www\.)\S+\s*$", re.IGNORECASE)
-_HTML = re.compile(r"</?[a-z][^>]*>", re.IGNORECASE)
+_TAG_OPEN = re.compile(r"</?[a-z]", re.IGNORECASE)
+
+
+def _has_markup(text: str) -> bool:
+    """Whether ``text`` holds a tag: ``<`` or ``</``, a letter, and a ``>`` somewhere after it.
+
+    The same answer as searching ``</?[a-z][^>]*>``, in linear time: the tag's ``>`` can be
+    any later one, so it suffices that a tag opening ends at or before the last ``>``.
+    """
+    last = text.rfind(">")
+    return last > 0 and _TAG_OPEN.search(text, 0, last) is not None
 
 
 @dataclass(frozen=True)
@@ -42,6 +55,19 @@ class CaptionFilter(Filter):
     min_alpha_ratio: float = 0.5
     min_unique_word_ratio: float = 0.3
 
+    def __post_init__(self) -> None:
+        for name in ("min_words", "max_words", "min_chars", "max_chars"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        for low, high in (("min_words", "max_words"), ("min_chars", "max_chars")):
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(
+                    f"{low} ({getattr(self, low)}) must not exceed {high} ({getattr(self, high)})"
+                )
+        for name in ("min_alpha_ratio", "min_unique_word_ratio"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be a share in [0, 1], got {getattr(self, name)!r}")
+
     def score(self, record: Any) -> dict[str, float]:
         text = (record.text or "").strip()
         words = [w.lower() for w in _WORD.findall(text)]
@@ -53,7 +79,7 @@ class CaptionFilter(Filter):
             "unique_word_ratio": len(set(words)) / max(len(words), 1),
             "filename": float(bool(_FILENAME.match(text))),
             "url": float(bool(_URL.match(text))),
-            "markup": float(bool(_HTML.search(text))),
+            "markup": float(_has_markup(text)),
         }
 
     def keep(self, score: dict[str, float]) -> tuple[bool, str | None]:

@@ -37,6 +37,35 @@ BULLETS = ("•", "●", "○", "◦", "▪", "▫", "‣", "⁃", "-", "–", "
 ELLIPSES = ("...", "…")
 
 
+def _check_ranges(
+    settings: Any,
+    non_negative: Sequence[str] = (),
+    shares: Sequence[str] = (),
+    ordered: Sequence[tuple[str, str]] = (),
+) -> None:
+    """Refuses settings outside their meaning (``ValueError`` naming the field; NaN fails every check).
+
+    Args:
+        settings: the filter.
+        non_negative: fields that must be ``>= 0``.
+        shares: fields that must lie in ``[0, 1]``; a tuple field is checked element by element.
+        ordered: ``(low, high)`` pairs of fields with ``low <= high``.
+    """
+    for name in non_negative:
+        if not getattr(settings, name) >= 0:
+            raise ValueError(f"{name} must be >= 0, got {getattr(settings, name)!r}")
+    for name in shares:
+        value = getattr(settings, name)
+        for item in value if isinstance(value, tuple) else (value,):
+            if not 0 <= item <= 1:
+                raise ValueError(f"{name} must hold shares in [0, 1], got {value!r}")
+    for low, high in ordered:
+        if getattr(settings, low) > getattr(settings, high):
+            raise ValueError(
+                f"{low} ({getattr(settings, low)}) must not exceed {high} ({getattr(settings, high)})"
+            )
+
+
 @dataclass(frozen=True)
 class GopherQualityFilter(Filter):
     """Gopher's document quality rules (Rae et al. 2021, section A.1.1).
@@ -76,6 +105,14 @@ class GopherQualityFilter(Filter):
     min_alpha_words_ratio: float = 0.8
     min_stopwords: int = 2
     stopwords: tuple[str, ...] = STOPWORDS
+
+    def __post_init__(self) -> None:
+        _check_ranges(
+            self,
+            non_negative=("min_words", "min_mean_word_length", "max_symbol_word_ratio", "min_stopwords"),
+            shares=("max_bullet_lines_ratio", "max_ellipsis_lines_ratio", "min_alpha_words_ratio"),
+            ordered=(("min_words", "max_words"), ("min_mean_word_length", "max_mean_word_length")),
+        )
 
     def score(self, record: Any) -> dict[str, float]:
         text = record.text or ""
@@ -150,6 +187,12 @@ class GopherRepetitionFilter(Filter):
     max_dup_line_chars: float = 0.20
     max_top_ngram_chars: tuple[float, ...] = (0.20, 0.18, 0.16)
     max_dup_ngram_chars: tuple[float, ...] = (0.15, 0.14, 0.13, 0.12, 0.11, 0.10)
+
+    def __post_init__(self) -> None:
+        _check_ranges(self, shares=(
+            "max_dup_para_fraction", "max_dup_para_chars", "max_dup_line_fraction", "max_dup_line_chars",
+            "max_top_ngram_chars", "max_dup_ngram_chars",
+        ))
 
     def score(self, record: Any) -> dict[str, float]:
         text = record.text or ""
@@ -260,7 +303,9 @@ C4_POLICY_PHRASES = (
     "use cookies",
 )
 _CITATION = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]")
-_SENTENCE_END = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s|$)")
+# Linear: a run of marks is tried once, from its first mark (the lookbehind), and taken
+# whole (possessive ``++``/``*+``: a shorter take leaves a mark or closer next, never a space).
+_SENTENCE_END = re.compile(r"(?<![.!?])[.!?]++[\"'”’)\]]*+(?=\s|$)")
 
 
 @dataclass(frozen=True)
@@ -290,6 +335,9 @@ class C4QualityFilter(Filter):
     min_sentences: int = 5
     max_word_length: int = 1000
     remove_citations: bool = True
+
+    def __post_init__(self) -> None:
+        _check_ranges(self, non_negative=("min_words_per_line", "min_sentences", "max_word_length"))
 
     def score(self, record: Any) -> dict[str, float]:
         return c4_clean(record.text or "", self)[1]
@@ -400,6 +448,13 @@ class FineWebQualityFilter(Filter):
     short_line_length: int = 30
     char_duplicates_ratio: float = 0.01
     new_line_ratio: float = 0.3
+
+    def __post_init__(self) -> None:
+        _check_ranges(
+            self,
+            non_negative=("short_line_length", "char_duplicates_ratio", "new_line_ratio"),
+            shares=("line_punct_thr", "short_line_thr"),
+        )
 
     def score(self, record: Any) -> dict[str, float]:
         text = record.text or ""

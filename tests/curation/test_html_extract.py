@@ -210,3 +210,36 @@ def test_pages_beyond_max_html_chars_are_cut():
     cut = ExtractSettings(max_html_chars=page.index(ARTICLE[1]))
     texts = _texts(extract_document(page, "https://valley.example/", cut))
     assert texts == [ARTICLE[0]]
+
+
+def test_class_and_id_memo_is_bounded_by_bytes():
+    """Unique long class/id values are not all kept (a former ``lru_cache`` of 65,536 entries
+    kept every string: 400 pages with 2 MB names grew a worker by 3 GB)."""
+    import gc
+    import tracemalloc
+
+    from curation import html_extract
+
+    paragraph = f"<p>{ARTICLE[0]}</p>"
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(40):
+            name = f"x{i}-" + "q" * 250_000  # 10 MB of unique names in all
+            page = f'<html><body><div class="{name}" id="n{i}">{paragraph}</div></body></html>'
+            assert extract_document(page, "https://example.org/") == [Segment(kind="text", text=ARTICLE[0])]
+            del name, page
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 2_000_000
+
+    cache = html_extract._NAMES_CACHE
+    for i in range(200_000):  # many unique short names: the memo stays within its byte budget
+        html_extract._names_boilerplate(f"entry-{i} block")
+    assert cache.bytes <= cache.max_bytes
+    assert 0 < len(cache) < 200_000
+    assert html_extract._names_boilerplate("site-footer") is True
+    assert html_extract._names_boilerplate("has-ads content") is False
