@@ -46,6 +46,7 @@ bench: install-test $(IMG2DATASET_VENV)/bin/python
 	$(BIN)/python bench/bench_extraction.py
 	$(BIN)/python bench/bench_minhash.py
 	$(BIN)/python bench/bench_warc_memory.py
+	$(BIN)/python bench/bench_warc_read.py
 	$(BIN)/python bench/bench_write_memory.py
 	$(BIN)/python bench/bench_endpoint.py
 	$(BIN)/python bench/bench_recipe_size.py
