@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
+from curation.pdf import levenshtein
 from curation.models.ocr import OcrEngine, OcrSpec  # noqa: E402
 
 WORDS = ("data model page table figure result method value system image text train sample quality "
@@ -39,13 +40,7 @@ WORDS = ("data model page table figure result method value system image text tra
 
 
 def cer(reference: str, hypothesis: str) -> float:
-    previous = list(range(len(hypothesis) + 1))
-    for i, a in enumerate(reference, 1):
-        current = [i]
-        for j, b in enumerate(hypothesis, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a != b)))
-        previous = current
-    return previous[-1] / max(len(reference), 1)
+    return levenshtein(reference, hypothesis) / max(len(reference), 1)
 
 
 def render(seed: int, point_size: int, dpi: int, lines: int = 20) -> tuple[Image.Image, str]:

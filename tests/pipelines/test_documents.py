@@ -17,9 +17,7 @@ from pipelines.executor import BudgetExceeded
 from sampledata.documents import HARBOUR_REPORT, MUSEUM_NOTE, SCANNED_PAGE, write_document_inputs, write_render_sources
 from sampledata.llm_server import LLMServer
 from shard_samples import MULTIPROCESS, PORTABLE, read_samples
-
-pytest.importorskip("pypdfium2")
-pytest.importorskip("rapidocr_onnxruntime")
+from text_distance import cer_words
 
 CONFIG = """
 dataset: documents-test
@@ -28,21 +26,6 @@ documents:
 shards:
   max_samples: 3
 """
-
-
-def _edit_distance(a: str, b: str) -> int:
-    previous = list(range(len(b) + 1))
-    for i, char in enumerate(a, 1):
-        current = [i]
-        for j, other in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char != other)))
-        previous = current
-    return previous[-1]
-
-
-def _cer(found: str, expected: str) -> float:
-    found, expected = " ".join(found.split()), " ".join(expected.split())
-    return _edit_distance(found, expected) / max(len(expected), 1)
 
 
 def pages(out: Path) -> dict[tuple[str, int], tuple[dict, dict[str, bytes]]]:
@@ -98,11 +81,11 @@ def test_a_pdf_keeps_its_text_layer_and_scans_are_ocred(direct_run):
     assert files["png"][:8] == b"\x89PNG\r\n\x1a\n"
     scan, files = found[("scan.png", 0)]
     assert scan["route"] == "ocr" and scan["engine"] == "rapidocr_onnxruntime" and 0.6 < scan["confidence"] <= 1.0
-    assert _cer(files["txt"].decode(), "\n".join(SCANNED_PAGE)) < 0.02
+    assert cer_words("\n".join(SCANNED_PAGE), files["txt"].decode()) < 0.02
     assert [line["text"] for line in scan["lines"]][:1] == [SCANNED_PAGE[0]]
     assert all(len(line["box"]) == 4 for line in scan["lines"])
     tiff, files = found[("scans.tiff", 0)]
-    assert _cer(files["txt"].decode(), "\n".join(MUSEUM_NOTE)) < 0.02
+    assert cer_words("\n".join(MUSEUM_NOTE), files["txt"].decode()) < 0.02
     assert found[("scans.tiff", 1)][0]["route"] == "ocr"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from text_distance import cer_words
 
 from curation.models.ocr import OcrSpec, load_cached
 from synth.render_latex import LatexRenderSettings, render_latex
@@ -25,21 +26,6 @@ TWO_COLUMNS = (
 )
 
 
-def _edit_distance(a: str, b: str) -> int:
-    previous = list(range(len(b) + 1))
-    for i, char in enumerate(a, 1):
-        current = [i]
-        for j, other in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char != other)))
-        previous = current
-    return previous[-1]
-
-
-def _cer(found: str, expected: str) -> float:
-    found, expected = " ".join(found.split()), " ".join(expected.split())
-    return _edit_distance(found, expected) / max(len(expected), 1)
-
-
 @pytest.fixture(scope="module", params=["rapidocr", "paddleocr"])
 def engine(request):
     return load_cached(OcrSpec(backend=request.param))
@@ -54,14 +40,14 @@ def test_rendered_text_reads_back_under_two_percent_cer(engine):
     page = render_text(TEXT, seed=3, settings=_settings(1))
     assert not page.layout.get("truncated")
     read = engine.recognize([page.image])[0]
-    assert _cer(read.text, page.target) < 0.02, read.text
+    assert cer_words(page.target, read.text) < 0.02, read.text
 
 
 def test_a_two_column_page_comes_back_in_column_order(engine):
     page = render_text(TWO_COLUMNS, seed=5, settings=_settings(2))
     assert page.renderer == "text:two_column"
     read = engine.recognize([page.image])[0]
-    assert _cer(read.text, page.target) < 0.02, read.text
+    assert cer_words(page.target, read.text) < 0.02, read.text
     text = " ".join(read.text.split())
     assert text.index("18.4 million") < text.index("21 votes to 6"), "the left column is read first"
 
@@ -73,4 +59,4 @@ def test_a_rendered_tables_cells_read_back(engine):
     read = engine.recognize([page.image])[0]
     found = sorted(line.text.strip() for line in read.lines)
     # The cells' text, whatever the order: reading order splits a table's columns like text columns.
-    assert _cer(" ".join(found), " ".join(sorted(cells))) < 0.02, (found, cells)
+    assert cer_words(" ".join(sorted(cells)), " ".join(found)) < 0.02, (found, cells)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from text_distance import cer
 from curation.models.ocr import OcrEngine, OcrLine, OcrSpec, load_cached, page_confidence, reading_order
 
 WORDS = ("data model page table figure result method value system image text train sample "
@@ -21,17 +22,6 @@ WORDS = ("data model page table figure result method value system image text tra
 
 def _line(text: str, x0: int, y0: int, x1: int, y1: int, confidence: float = 0.9) -> OcrLine:
     return OcrLine(text, (x0, y0, x1, y1), confidence)
-
-
-def cer(reference: str, hypothesis: str) -> float:
-    """Character error rate: Levenshtein distance over the reference length (own implementation)."""
-    previous = list(range(len(hypothesis) + 1))
-    for i, a in enumerate(reference, 1):
-        current = [i]
-        for j, b in enumerate(hypothesis, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a != b)))
-        previous = current
-    return previous[-1] / max(len(reference), 1)
 
 
 def _font(size_px: int) -> ImageFont.FreeTypeFont:
