@@ -36,7 +36,7 @@ def _add_pipeline(commands: Any, command: PipelineCommand) -> None:
     parser = commands.add_parser(
         command.name, help=command.help, description=command.description + " " + RUNNER_HELP, allow_abbrev=False
     )
-    parser.add_argument("--input", required=True, help="input glob (local, gs://, s3://)")
+    parser.add_argument("--input", help="input glob (local, gs://, s3://); not needed with --resume-from")
     parser.add_argument("--output", required=True, help="output directory (local, gs://, s3://)")
     parser.add_argument("--config", help="YAML config file (local, gs://, s3://); unknown keys are errors")
     parser.add_argument(
@@ -179,6 +179,8 @@ def format_funnel(manifest: dict) -> str:
 
 
 def _run_pipeline(command: PipelineCommand, args: argparse.Namespace, beam_args: list[str]) -> int:
+    if not args.input and not args.resume_from and not args.print_config:
+        raise ConfigError(f"curate {command.name} needs --input (or --resume-from a stage under --output)")
     config = resolve_config(command, args)
     if args.print_config:
         print(yaml.safe_dump(to_mapping(config), sort_keys=False), end="")

@@ -86,3 +86,10 @@ def test_the_suite_cannot_leave_loopback():
         with pytest.raises(PermissionError):
             check_address(sock, ("10.0.0.1", 80))
         assert check_address(sock, ("127.0.0.2", 80)) is None
+
+
+def test_input_is_needed_unless_resuming(tmp_path, capsys):
+    assert main(["text", "--output", str(tmp_path)]) == 2
+    assert "needs --input" in capsys.readouterr().err
+    code = main(["text", "--output", str(tmp_path), "--resume-from", "deduplicated"])
+    assert code == 1, "no stage tables there: the job fails, but the usage was right"
