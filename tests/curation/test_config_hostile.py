@@ -25,7 +25,7 @@ from pipelines.text import TextConfig
 
 def alias_bomb(levels: int, width: int = 10) -> str:
     """``fetch.allow_networks`` as a mapping of lists, each of ``width`` aliases of the one before."""
-    lines = ["fetch:", "  allow_networks:", f"    l0: &l0 [{', '.join(['10.0.0.0/8'] * width)}]"]
+    lines = ["fetch:", "  allow_networks:", f"    l0: &l0 [{', '.join(['127.0.0.2/32'] * width)}]"]
     for level in range(1, levels):
         lines.append(f"    l{level}: &l{level} [{', '.join([f'*l{level - 1}'] * width)}]")
     return "\n".join(lines) + "\n"
@@ -46,7 +46,7 @@ def test_print_config_refuses_an_alias_bomb_in_bounded_time_and_memory(tmp_path)
     config = tmp_path / "bomb.yaml"
     config.write_text(alias_bomb(9))  # 10**9 values if expanded
     plain = tmp_path / "plain.yaml"
-    plain.write_text("fetch:\n  allow_networks: [10.0.0.0/8]\n")
+    plain.write_text("fetch:\n  allow_networks: [127.0.0.2/32]\n")
     child = f"""
 import json, resource, sys
 from pipelines.cli import main
@@ -69,7 +69,7 @@ def test_a_self_referencing_alias_is_refused():
 
 
 def test_a_few_aliases_still_load():
-    text = "fetch:\n  connect_timeout: &t 3.5\n  read_timeout: *t\n  allow_networks: &n [10.0.0.0/8]\n"
+    text = "fetch:\n  connect_timeout: &t 3.5\n  read_timeout: *t\n  allow_networks: &n [127.0.0.2/32]\n"
     config = load_config(PairsConfig, text=text)
     assert config.fetch.connect_timeout == config.fetch.read_timeout == 3.5
     many = "fetch:\n  allow_networks: [" + ", ".join(["*n"] * (MAX_ALIASED_VALUES // 2)) + "]\n"

@@ -22,7 +22,6 @@ from curation.pdf import (
     text_layer_usable,
 )
 
-pytest.importorskip("pypdfium2")
 
 BODY = [
     "Quarterly report of the harbour authority, 2023.",

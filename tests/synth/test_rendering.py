@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 
 from synth.render_chart import ChartRenderSettings, render_chart
-from synth.render_latex import LatexRenderSettings, render_latex, run_tex, tex_available
+from synth.render_latex import LatexRenderSettings, render_latex, run_tex
 from synth.render_text import TextRenderSettings, render_text, split_blocks
 from synth.rendering import RenderError
 
-needs_tex = pytest.mark.skipif(not tex_available(), reason="pdflatex is not installed (make test installs it)")
 
 WORDS = "the of data model page text column layout renderer curation sample seed font image long paragraph".split()
 
@@ -177,7 +176,6 @@ TEX = LatexRenderSettings(engine="tex", timeout_s=30)
 MATHTEXT = LatexRenderSettings(engine="mathtext")
 
 
-@needs_tex
 @pytest.mark.parametrize("kind, source", [("table", TABLE), ("equation", EQUATION), ("equation", r"\begin{align*} a &= b \\ c &= d \end{align*}")])
 def test_tex_renders_tables_and_equations_cropped(kind, source):
     page = render_latex(source, kind, TEX)
@@ -205,7 +203,6 @@ def test_mathtext_path_refuses_what_it_cannot_draw():
     assert err.value.reason == "latex_error" and err.value.detail.startswith("mathtext:")
 
 
-@needs_tex
 def test_bad_latex_carries_tex_error_line():
     with pytest.raises(RenderError) as err:
         render_latex(r"x = \undefinedmacro{1}", "equation", TEX)
@@ -227,7 +224,6 @@ def test_dangerous_sources_are_refused_before_tex(source):
 DOC = "\\documentclass{article}\n\\begin{document}\n%s\n\\end{document}\n"
 
 
-@needs_tex
 def test_tex_sandbox_holds_without_the_text_check(tmp_path):
     import pypdfium2 as pdfium
 
@@ -248,7 +244,6 @@ def test_tex_sandbox_holds_without_the_text_check(tmp_path):
     assert not marker.exists()
 
 
-@needs_tex
 def test_tex_loop_times_out_quickly():
     start = time.monotonic()
     with pytest.raises(RenderError) as err:
