@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from curation.failures import NamedFailure
 from curation.images import _to_rgb
 
 ROUTES = ("auto", "text_layer", "ocr")
@@ -131,7 +132,7 @@ class DocumentSettings:
                 raise ValueError(f"documents {name} must be within 0..1, got {getattr(self, name)}")
 
 
-class DocumentRejected(Exception):
+class DocumentRejected(NamedFailure):
     """A file that yields no pages at all.
 
     Attributes:
@@ -145,12 +146,7 @@ class DocumentRejected(Exception):
         detail: what was wrong, for the dead-letter row.
     """
 
-    def __init__(self, reason: str, detail: str = ""):
-        if reason not in REJECT_REASONS:
-            raise ValueError(f"unknown document reject reason {reason!r}")
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
+    reasons = frozenset(REJECT_REASONS)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from curation.failures import NamedFailure
+
 REASONS = frozenset(
     {
         "bad_chart_spec",
@@ -40,15 +42,10 @@ class RenderedPage:
     layout: dict[str, Any] = field(default_factory=dict)
 
 
-class RenderError(Exception):
+class RenderError(NamedFailure):
     """A source that was not rendered; ``reason`` is one of :data:`REASONS`."""
 
-    def __init__(self, reason: str, detail: str = ""):
-        if reason not in REASONS:
-            raise ValueError(f"unknown render error reason {reason!r}")
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
+    reasons = frozenset(REASONS)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
