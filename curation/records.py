@@ -155,20 +155,45 @@ class DocumentPage:
 
 
 @dataclass
+class VideoFrame:
+    """One sampled frame of a video: its time, scene, image and dense caption.
+
+    Attributes:
+        t: the frame's time in seconds from the start of the video.
+        scene: the index of the scene (shot) it belongs to.
+        keyframe: True for the frame that stands for its scene (kept when a sample is thinned).
+        caption: the generator's description of the frame ("" before captioning).
+    """
+
+    id: str
+    source: str
+    t: float
+    scene: int
+    image: ImageData | None = None
+    keyframe: bool = False
+    caption: str = ""
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
 class VideoClip:
-    """A video clip as sampled frames, dense frame captions, QA and a summary."""
+    """A video: its file, facts (``meta``: duration, fps, size, codec, rotation, scenes), sampled
+    frames with their dense captions, a summary and QA pairs written from those captions."""
 
     SCHEMA: ClassVar[pa.Schema]
     id: str
     source: str
-    url: str
-    frames: list[ImageData] = field(default_factory=list)
-    frame_times: list[float] = field(default_factory=list)
-    frame_captions: list[str] = field(default_factory=list)
-    qa: list[QAPair] = field(default_factory=list)
+    path: str
+    frames: list[VideoFrame] = field(default_factory=list)
     summary: str = ""
+    qa: list[QAPair] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """The timestamped frame descriptions, one per line (what QA and summaries are written from)."""
+        return "\n".join(f"[{frame.t:.1f}s] {frame.caption}" for frame in self.frames if frame.caption)
 
 
 @dataclass
@@ -251,12 +276,26 @@ DocumentPage.SCHEMA = pa.schema(
 VideoClip.SCHEMA = pa.schema(
     COMMON_FIELDS[:2]
     + [
-        ("url", pa.string()),
-        ("frames", pa.list_(IMAGE_TYPE)),
-        ("frame_times", pa.list_(pa.float64())),
-        ("frame_captions", pa.list_(pa.string())),
-        ("qa", _QA_TYPE),
+        ("path", pa.string()),
+        (
+            "frames",
+            pa.list_(
+                pa.struct(
+                    [
+                        ("id", pa.string()),
+                        ("source", pa.string()),
+                        ("t", pa.float64()),
+                        ("scene", pa.int32()),
+                        ("image", IMAGE_TYPE),
+                        ("keyframe", pa.bool_()),
+                        ("caption", pa.string()),
+                        ("stats", STATS_TYPE),
+                    ]
+                )
+            ),
+        ),
         ("summary", pa.string()),
+        ("qa", _QA_TYPE),
     ]
     + COMMON_FIELDS[2:]
 )
@@ -317,12 +356,20 @@ def _rebuild(hint: Any, value: Any) -> Any:
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     origin = typing.get_origin(hint)
     if origin is list and args and dataclasses.is_dataclass(args[0]):
-        return [args[0](**v) for v in value]
+        return [_nested(args[0], v) for v in value]
     if dataclasses.is_dataclass(hint):
         return hint(**value)
     if args and dataclasses.is_dataclass(args[0]) and origin is not list:
         return args[0](**value)
     return value
+
+
+def _nested(cls: type, value: dict[str, Any]) -> Any:
+    """A dataclass inside a record (a video's frame): its own nested dataclasses and ``stats`` rebuilt."""
+    hints = typing.get_type_hints(cls)
+    return cls(**{
+        name: dict(item or []) if name == "stats" else _rebuild(hints[name], item) for name, item in value.items()
+    })
 
 
 def to_table(records: list[Any], cls: type) -> pa.Table:

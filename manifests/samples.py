@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 from curation.ids import content_id
-from curation.records import CaptionPair, DocumentPage, InterleavedDoc, TextDoc
+from curation.records import CaptionPair, DocumentPage, InterleavedDoc, TextDoc, VideoClip
 from curation.tokens import TextTokenizer, visual_tokens
+from curation.video_budget import clip_tokens
 from manifests.shards import Sample
 
 
@@ -73,6 +74,44 @@ def document_page_sample(page: DocumentPage, tokenizer: TextTokenizer, resolutio
 
 
 _DOCUMENT_FIELDS = {"file": "", "page": 0, "route": "", "engine": "", "confidence": None, "lines": []}
+_VIDEO_FIELDS = ("file", "duration", "fps", "width", "height", "codec", "rotation", "scenes")
+
+
+def video_sample(clip: VideoClip, tokenizer: TextTokenizer, resolution: str = "auto") -> Sample:
+    """A video as ``<id>.<n>.jpg`` (its sampled frames, in time order), ``<id>.txt`` (the
+    timestamped frame descriptions) and ``<id>.json``: ``file``, ``duration``, ``fps``,
+    ``width``, ``height``, ``codec``, ``rotation``, ``scenes`` (``[{start, end}]`` in seconds),
+    ``frames`` (``[{t, image, caption, scene, keyframe}]``, ``image`` naming the frame's file),
+    ``summary``, ``qa``, ``tokens`` (``{visual, text, total}``), the scores and the rest of meta."""
+    meta = {key: value for key, value in clip.meta.items() if key not in _VIDEO_FIELDS}
+    tokens = clip_tokens(clip, tokenizer, resolution)
+    info = {
+        "id": clip.id,
+        "source": clip.source,
+        **{key: clip.meta.get(key) for key in _VIDEO_FIELDS},
+        "scenes": [{"start": start, "end": end} for start, end in clip.meta.get("scenes", [])],
+        "frames": [
+            {"t": frame.t, "image": f"{n}.{frame.image.extension}", "caption": frame.caption, "scene": frame.scene,
+             "keyframe": frame.keyframe}
+            for n, frame in enumerate(clip.frames)
+        ],
+        "summary": clip.summary,
+        "qa": [{"question": pair.question, "answer": pair.answer} for pair in clip.qa],
+        "tokens": tokens,
+        "stats": dict(sorted(clip.stats.items())),
+        "meta": meta,
+    }
+    fields = {f"{n}.{frame.image.extension}": frame.image.data for n, frame in enumerate(clip.frames)}
+    return Sample(
+        key=clip.id,
+        fields={
+            **fields,
+            "txt": clip.text.encode("utf-8"),
+            "json": json.dumps(info, sort_keys=True, ensure_ascii=False).encode("utf-8"),
+        },
+        text_tokens=tokens["text"],
+        visual_tokens=tokens["visual"],
+    )
 
 
 def packed_sequence_sample(

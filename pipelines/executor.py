@@ -41,6 +41,7 @@ from pipelines.recipe import (
     Packed,
     Read,
     Recipe,
+    Route,
     RunPlan,
     Samples,
     Step,
@@ -51,6 +52,7 @@ from pipelines.stages import RecordTables, clear_outputs, clear_stages, stage_di
 from pipelines.transforms import METRICS_NAMESPACE, REJECTS, ResolveCorpusQuantile, ToSamples
 
 MARKS = "marks"
+ROUTED = "routed"
 
 
 class BudgetExceeded(RuntimeError):
@@ -274,6 +276,29 @@ def _fan_out(records: beam.PCollection, step: FanOut, label: str, plan: RunPlan,
     return StepOutput(gathered.kept, parent_rejects, events, items_in), all_item_rejects
 
 
+class _RouteFn(beam.DoFn):
+    """Keeps the records ``step.choose`` sends nowhere; the others go to ``routed`` as
+    ``(destination, record)``, and to ``rejects`` as ``routed_<destination>`` for the funnel."""
+
+    def __init__(self, step: Route):
+        self._step = step
+
+    def process(self, record: Any) -> Iterable[Any]:
+        with console.step_context(self._step.name):
+            to = _outcome(self._step, record, self._step.choose, "route_error")
+        if isinstance(to, Reject):
+            yield TaggedOutput(REJECTS, to)
+        elif to is None:
+            yield record
+        elif to not in self._step.destinations:
+            yield TaggedOutput(REJECTS, reject(record, self._step.name, "route_error", dead_letter=True,
+                                               detail=f"no destination {to!r} among {self._step.destinations}"))
+        else:
+            yield TaggedOutput(ROUTED, (to, record))
+            yield TaggedOutput(REJECTS, reject(record, self._step.name, f"routed_{to}",
+                                               detail=f"written whole to {to}/"))
+
+
 # --------------------------------------------------------------------------- counting
 
 
@@ -328,6 +353,7 @@ class _Collected:
     marks: list = dataclasses.field(default_factory=list)
     item_funnels: list = dataclasses.field(default_factory=list)
     names: list = dataclasses.field(default_factory=list)  # the record funnel's steps so far
+    routed: list = dataclasses.field(default_factory=list)  # (destination, record) pairs
 
 
 def _start(pipeline: beam.Pipeline, recipe: Recipe, input_glob: str, output_dir: str, plan: RunPlan):
@@ -380,6 +406,11 @@ def build(pipeline: beam.Pipeline, recipe: Recipe, input_glob: str, output_dir: 
         elif isinstance(step, Dedup):
             records, rejected = _dedup(records, step, label)
             rejects.append(rejected)
+        elif isinstance(step, Route):
+            chosen = records | f"{label}/Choose" >> beam.ParDo(_RouteFn(step)).with_outputs(REJECTS, ROUTED, main="kept")
+            records = chosen.kept
+            rejects.append(chosen[REJECTS])
+            collected.routed.append(chosen[ROUTED])
         elif isinstance(step, FanOut) and step.splits:
             inputs, records = _split(pipeline, records, step, inputs, collected)
             continue
@@ -516,6 +547,30 @@ def _write_outputs(pipeline, recipe: Recipe, plan: RunPlan, records, inputs, col
         item_pcolls[f"{key}/in"] = output.items_in
         item_pcolls[f"{key}/events"] = output.item_events
     _ = {**outputs, **item_pcolls} | "WriteDataset" >> WriteDataset(output_dir, header, recipe.shards)
+    if collected.routed:
+        _write_routed(pipeline, recipe, header, collected.routed, output_dir)
+
+
+def _write_routed(pipeline, recipe: Recipe, header: ManifestHeader, routed: list, output_dir: str):
+    """Each destination's records as a dataset of its own (``OUTPUT/<destination>/``): its samples
+    made as the main output's are, its manifest's funnel one step (the route) that keeps them all."""
+    every = routed | "AllRouted" >> beam.Flatten()
+    for step in (s for s in recipe.steps if isinstance(s, Route)):
+        for destination in step.destinations:
+            label = f"routed_{destination}"
+            records = every | f"{label}/Select" >> beam.FlatMap(lambda pair, d: [pair[1]] if pair[0] == d else [], destination)
+            outputs = {
+                "inputs": records,
+                "samples": records | f"{label}/ToSamples" >> beam.ParDo(ToSamples(recipe.output.tokens, recipe.output.to_sample)),
+                "rejects": pipeline | f"{label}/NoRejects" >> beam.Create([]),
+                "marks": pipeline | f"{label}/NoMarks" >> beam.Create([]),
+            }
+            routed_header = dataclasses.replace(
+                header, dataset=f"{recipe.dataset}_{destination}", steps=(step.name,), item_funnels=(),
+                notes=(*header.notes, f"the records step {step.name!r} routed to {destination}/ from the run in ../"),
+            )
+            _ = outputs | f"{label}/WriteDataset" >> WriteDataset(
+                FileSystems.join(output_dir, destination), routed_header, recipe.shards)
 
 
 def run_recipe(
@@ -541,7 +596,7 @@ def run_recipe(
     if not dry_run:
         clear_stages(output_dir, plan.stages_written)
         if plan.stop_after is None:
-            clear_outputs(output_dir)
+            clear_outputs(output_dir, recipe.destinations)
     console.ensure_installed()
     with beam.Pipeline(options=options) as pipeline:
         build(pipeline, recipe, input_glob, output_dir, plan)

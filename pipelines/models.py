@@ -22,7 +22,7 @@ from curation.models.embedder import Embedder, EmbedderSpec
 from curation.models.generator import Generator, GeneratorSpec, load_cached_generator
 from curation.pdf import agreement
 from curation.records import (
-    SYNTHETIC_CAPTION_KEY, CaptionPair, DocumentPage, ImageData, InterleavedDoc, Reject, TextDoc, reject,
+    SYNTHETIC_CAPTION_KEY, CaptionPair, DocumentPage, ImageData, InterleavedDoc, Reject, TextDoc, VideoClip, reject,
 )
 from filters.caption_checks import default_checks, run_checks
 from filters.clip_score import SCORE_KEY
@@ -264,6 +264,97 @@ class QAHandler(ModelHandler[DocumentPage, DocumentPage, Generator]):
 
     def get_metrics_namespace(self) -> str:
         return "curation.qa"
+
+
+class _GeneratorHandler(ModelHandler):
+    """A generator loaded once per worker; batches of ``spec.batch_size`` records (an endpoint's
+    batches are larger, to keep ``spec.concurrency`` requests in flight)."""
+
+    def __init__(self, spec: GeneratorSpec):
+        batch = spec.batch_size if spec.backend == "transformers" else max(spec.batch_size, 2 * spec.concurrency)
+        super().__init__(min_batch_size=1, max_batch_size=batch)
+        self._spec = spec
+
+    def load_model(self) -> Generator:
+        return load_cached_generator(self._spec, opener=FileSystems.open)
+
+
+class FrameCaptionHandler(_GeneratorHandler):
+    """Describes the sampled frames of videos (:func:`synth.video_text.caption_windows`), a window
+    of ``settings.window`` frames per request; ``meta["captions"]`` says how it went."""
+
+    def __init__(self, spec: GeneratorSpec, template: Any, settings: Any, seed: int = 0):
+        super().__init__(spec)
+        self._template = template
+        self._settings = settings
+        self._seed = seed
+
+    def run_inference(
+        self, batch: Sequence[VideoClip], model: Generator, inference_args: dict[str, Any] | None = None
+    ) -> Iterable[VideoClip]:
+        from synth.video_text import Window, caption_windows
+
+        size = self._settings.window
+        spans = [(clip, start) for clip in batch for start in range(0, len(clip.frames), size)]
+        windows = [
+            Window(f"{clip.id}:{start}", tuple(f.image.data for f in clip.frames[start : start + size]),
+                   tuple(f.t for f in clip.frames[start : start + size]))
+            for clip, start in spans
+        ]
+        outcomes = caption_windows(windows, model.generate, self._template, self._settings, self._seed)
+        found: dict[str, dict[int, str]] = {}
+        failures: dict[str, list[str]] = {}
+        for (clip, start), outcome in zip(spans, outcomes):
+            found.setdefault(clip.id, {}).update({start + i: text for i, text in enumerate(outcome.texts)})
+            if outcome.reason:
+                failures.setdefault(clip.id, []).append(outcome.reason)
+        for clip in batch:
+            texts = found.get(clip.id, {})
+            frames = [dataclasses.replace(f, caption=texts.get(i, "")) for i, f in enumerate(clip.frames)]
+            reasons = failures.get(clip.id, [])
+            meta = {**clip.meta, "captions": {
+                "model": self._spec.model, "prompt": self._template.id, "window": size, "sees_images": model.sees_images,
+                "described": sum(1 for f in frames if f.caption), "failed_windows": len(reasons),
+                "reasons": {reason: reasons.count(reason) for reason in sorted(set(reasons))},
+            }}
+            yield dataclasses.replace(clip, frames=frames, meta=meta)
+
+    def get_metrics_namespace(self) -> str:
+        return "curation.frame_captions"
+
+
+class VideoTextHandler(_GeneratorHandler):
+    """Writes each video's summary and QA pairs from its timestamped frame descriptions
+    (:func:`synth.video_text.write_summaries`, :func:`synth.qa.write_qa`); ``meta["summary"]``
+    and ``meta["qa"]`` say how they went."""
+
+    def __init__(self, spec: GeneratorSpec, prompts: tuple[Any, Any], settings: tuple[Any, Any], seed: int = 0):
+        super().__init__(spec)
+        self._summary_prompt, self._qa_prompt = prompts
+        self._summary_settings, self._qa_settings = settings
+        self._seed = seed
+
+    def run_inference(
+        self, batch: Sequence[VideoClip], model: Generator, inference_args: dict[str, Any] | None = None
+    ) -> Iterable[VideoClip]:
+        from synth.qa import write_qa
+        from synth.video_text import write_summaries
+
+        items = [(clip.id, clip.text) for clip in batch]
+        summaries = write_summaries(items, model.generate, self._summary_prompt, self._summary_settings, self._seed)
+        answers = write_qa(items, model.generate, self._qa_prompt, self._qa_settings, self._seed)
+        for clip, summary, qa in zip(batch, summaries, answers):
+            meta = {
+                **clip.meta,
+                "summary": {"model": self._spec.model, "prompt": self._summary_prompt.id, "reason": summary.reason,
+                            "attempts": summary.attempts, "failures": list(summary.failures)},
+                "qa": qa.as_meta({"model": self._spec.model, "prompt": self._qa_prompt.id}),
+            }
+            text = summary.texts[0] if summary.texts else ""
+            yield dataclasses.replace(clip, summary=text, qa=list(qa.pairs), meta=meta)
+
+    def get_metrics_namespace(self) -> str:
+        return "curation.video_text"
 
 
 def _failed_batch_rejects(failure: tuple[Any, Any], step: str, keyed: bool) -> Iterable[Reject]:

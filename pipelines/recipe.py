@@ -21,6 +21,8 @@ Step kinds:
   through item steps of their own, with their own funnel, then gathered back.
 * :class:`Corpus` - a step that must see the whole corpus at once (joins,
   corpus-wide groupings); its transform returns a :class:`StepOutput`.
+* :class:`Route` - records bound elsewhere (a video too long for its sequence budget,
+  to the long-context stage) leave the samples whole and become a dataset of their own.
 
 Every step has a unique ``name``: its funnel step. A step that rejects records
 under further funnel steps (a fetch that also decodes) lists them in ``also``.
@@ -235,6 +237,22 @@ class Corpus(Step):
     funnel_key: str | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class Route(Step):
+    """Sends records elsewhere, whole: a record for which ``choose`` names one of
+    ``destinations`` leaves the samples and is written, as a sample of its own, to the
+    dataset ``OUTPUT/<destination>/`` (shards and a manifest); the record funnel counts it
+    at this step with reason ``routed_<destination>`` (and its rejects table says which)."""
+
+    choose: Callable[[Any], str | None]
+    destinations: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for destination in self.destinations:
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", destination) or destination in ("shards", "rejects", "stages"):
+                raise RecipeError(f"route {self.name!r}: destination {destination!r} is not a free snake_case name")
+
+
 @dataclass(frozen=True)
 class Samples:
     """Kept records to shard samples, one each: ``to_sample(record, tokenizer, resolution)``."""
@@ -307,6 +325,11 @@ class Recipe:
         """``(step, carried)`` of the models whose output goes into the samples."""
         return [(step.name, step.carried) for step in self.steps if isinstance(step, Model) and step.carried]
 
+    @property
+    def destinations(self) -> tuple[str, ...]:
+        """The datasets beside ``shards/`` that :class:`Route` steps write, in order."""
+        return tuple(d for step in self.steps if isinstance(step, Route) for d in step.destinations)
+
     def models(self) -> list[tuple[str, Mapping[str, Any]]]:
         """``(step, manifest entry)`` of every model the recipe runs."""
         found = []
@@ -349,6 +372,8 @@ def check_recipe(recipe: Recipe) -> None:
             raise RecipeError(f"step {step.name!r} reads side collection {missing[0]!r} that no Read step makes")
         if isinstance(step, Filter) and step.prepare and getattr(step.filter, "needs_corpus_quantile", False):
             raise RecipeError(f"filter step {step.name!r}: a corpus-quantile filter takes no prepare")
+        if isinstance(step, Route) and not isinstance(recipe.output, Samples):
+            raise RecipeError(f"route {step.name!r}: routed records are written one sample each, so the output is Samples")
         if isinstance(step, FanOut):
             if any(not isinstance(inner, (Map, Filter, Model)) for inner in step.steps):
                 raise RecipeError(f"fan-out {step.name!r}: item steps are Map, Filter or Model steps")

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
-PIPELINE_MODULES = ("pairs", "interleaved", "captions", "documents", "text")
+PIPELINE_MODULES = ("pairs", "interleaved", "captions", "documents", "video", "text")
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,11 @@ def clear_stages(output_dir: str, stages: tuple[str, ...]) -> None:
             FileSystems.delete([directory])
 
 
-def clear_outputs(output_dir: str) -> None:
-    """Deletes the shards, rejects and manifest an earlier run into the same directory left, before
-    a run writes them again (a resumed run must not leave the first run's shards beside its own)."""
-    for path in (FileSystems.join(output_dir, name) for name in ("shards", "rejects", "manifest.json")):
+def clear_outputs(output_dir: str, destinations: tuple[str, ...] = ()) -> None:
+    """Deletes the shards, rejects and manifest an earlier run into the same directory left (and the
+    datasets it routed records to), before a run writes them again (a resumed run must not leave
+    the first run's shards beside its own)."""
+    for path in (FileSystems.join(output_dir, name) for name in ("shards", "rejects", "manifest.json", *destinations)):
         if FileSystems.exists(path):
             FileSystems.delete([path])
 

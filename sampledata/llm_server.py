@@ -4,7 +4,10 @@
 with a model: the answer "rewrites" the user message by putting its first
 double-quoted text (an alt text, say) inside a longer descriptive sentence, so
 a caller can check the facts survive; a message holding a ``<transcription>``
-block gets a JSON list of question-answer pairs whose answers are its sentences. The sentence pattern depends on the
+block gets a JSON list of question-answer pairs whose answers are its sentences; one holding a
+``<descriptions>`` block (timestamped frame descriptions) gets a summary made of them; one asking
+to describe *frames of a video* gets one numbered line per attached image naming its main colour
+and size. The sentence pattern depends on the
 request's ``seed``; when the user message carries an image, the answer ends
 with the image's format and size, read from the decoded ``data:`` URL.
 
@@ -53,6 +56,13 @@ _MARKER = re.compile(r"\[\[(\w+)(?::(\d+))?\]\]")
 _ALT_LINE = re.compile(r"^\s*Alt text:\s*(.+)$", re.MULTILINE)
 _QUOTED = re.compile(r'"([^"]+)"')
 _TRANSCRIPTION = re.compile(r"<transcription>\s*(.*?)\s*</transcription>", re.DOTALL)
+_DESCRIPTIONS = re.compile(r"<descriptions>\s*(.*?)\s*</descriptions>", re.DOTALL)
+_FRAMES_REQUEST = "frames of a video"
+_COLOURS = {
+    "red": (220, 30, 30), "green": (30, 170, 60), "blue": (30, 60, 220), "yellow": (230, 220, 40),
+    "white": (245, 245, 245), "black": (10, 10, 10), "grey": (128, 128, 128), "orange": (240, 140, 30),
+    "purple": (140, 50, 170), "cyan": (40, 200, 210),
+}
 _DATA_URL = re.compile(r"data:(image/[\w.+-]+);base64,(.*)", re.DOTALL)
 _MIME_BY_FORMAT = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
 _TEMPLATES = (
@@ -122,6 +132,24 @@ def question_answers(transcription: str, n_pairs: int = 3) -> str:
     return json.dumps(pairs)
 
 
+def colour_name(data_url: str) -> str:
+    """The basic colour name nearest to the mean colour of a ``data:`` URL's image."""
+    data = base64.b64decode(_DATA_URL.fullmatch(data_url)[2])
+    with Image.open(io.BytesIO(data)) as image:
+        mean = image.convert("RGB").resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))
+    return min(_COLOURS, key=lambda name: sum((a - b) ** 2 for a, b in zip(_COLOURS[name], mean)))
+
+
+def summary(descriptions: str) -> str:
+    """The server's summary of timestamped frame descriptions: their distinct sentences, in order."""
+    seen: list[str] = []
+    for line in descriptions.splitlines():
+        text = re.sub(r"^\s*\[[^\]]*\]\s*", "", line).strip()
+        if text and text not in seen:
+            seen.append(text)
+    return "The video shows, in order: " + " Then ".join(seen[:8])
+
+
 @dataclass(frozen=True)
 class _Chat:
     """The parts of a chat completion request the server uses."""
@@ -129,7 +157,12 @@ class _Chat:
     model: str
     user_text: str
     seed: int
-    image: ImageInfo | None
+    images: tuple[ImageInfo, ...] = ()
+    colours: tuple[str, ...] = ()
+
+    @property
+    def image(self) -> ImageInfo | None:
+        return self.images[0] if self.images else None
 
 
 def _parse_chat(body: bytes) -> _Chat:
@@ -152,8 +185,9 @@ def _parse_chat(body: bytes) -> _Chat:
         urls = [part["image_url"]["url"] for part in content if part["type"] == "image_url"]
     except (KeyError, TypeError) as exc:
         raise BadRequest(f"invalid content part: {exc!r}") from exc
-    images = [decode_image_url(url) for url in urls]
-    return _Chat(str(request.get("model", "")), " ".join(texts), seed, images[0] if images else None)
+    images = tuple(decode_image_url(url) for url in urls)
+    colours = tuple(colour_name(url) for url in urls)
+    return _Chat(str(request.get("model", "")), " ".join(texts), seed, images, colours)
 
 
 def _completion(chat: _Chat, index: int, text: str) -> dict[str, Any]:
@@ -228,7 +262,7 @@ class LLMServer(LoopbackService):
         self._lock = threading.Lock()
         self._attempts: Counter[str] = Counter()
         self._authorizations: Counter[str] = Counter()
-        self._requests = self._image_requests = self._in_flight = self._max_in_flight = 0
+        self._requests = self._image_requests = self._in_flight = self._max_in_flight = self._most_images = 0
 
     @property
     def requests(self) -> int:
@@ -241,6 +275,12 @@ class LLMServer(LoopbackService):
         """Requests so far whose user message carried a valid image data URL."""
         with self._lock:
             return self._image_requests
+
+    @property
+    def most_images(self) -> int:
+        """The most images one request so far carried."""
+        with self._lock:
+            return self._most_images
 
     @property
     def max_in_flight(self) -> int:
@@ -278,9 +318,10 @@ class LLMServer(LoopbackService):
         except BadRequest as exc:
             handler.send_json(400, _error(400, str(exc)))
             return
-        if chat.image is not None:
+        if chat.images:
             with self._lock:
                 self._image_requests += 1
+                self._most_images = max(self._most_images, len(chat.images))
         mode = self._mode(chat.user_text, index)
         if mode == "slow" and self._stopping.wait(self.slow_seconds):
             return
@@ -311,6 +352,14 @@ class LLMServer(LoopbackService):
         transcription = _TRANSCRIPTION.search(chat.user_text)
         if transcription:
             return question_answers(transcription[1])
+        descriptions = _DESCRIPTIONS.search(chat.user_text)
+        if descriptions:
+            return summary(descriptions[1])
+        if _FRAMES_REQUEST in chat.user_text and chat.images:
+            return "\n".join(
+                f"{n}: A frame filled mostly with {colour}, {image.width}x{image.height} pixels."
+                for n, (image, colour) in enumerate(zip(chat.images, chat.colours), start=1)
+            )
         text = rewrite(chat.user_text, chat.seed)
         if chat.image is None:
             return text

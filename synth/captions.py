@@ -143,7 +143,7 @@ def rewrite_request(pair: Any, template: PromptTemplate, seed: int, with_image: 
     if with_image and pair.image is None:
         raise ValueError(f"pair {pair.id} has no image to send")
     system, user = template.render(pair.text or "")
-    return GenerationRequest(prompt=user, system=system, image=pair.image.data if with_image else None, seed=seed)
+    return GenerationRequest(prompt=user, system=system, images=(pair.image.data,) if with_image else (), seed=seed)
 
 
 def retry_seed(seed: int, attempt: int) -> int:

@@ -221,9 +221,11 @@ class _Judged:
     stats: dict[str, float] = field(default_factory=dict)
 
 
-def _shared_check(check: Any, generated: str, source: str) -> str | None:
+def shared_check(check: Any, generated: str, source: str, prefix: str = "qa") -> str | None:
+    """One of the shared output checks of :mod:`filters.caption_checks` on ``generated`` text
+    (``source``: the text it was written from); its reason, renamed ``<prefix>_...``, or None."""
     verdict = check(_Judged(source, {SYNTHETIC_KEY: generated}))
-    return None if verdict.keep else verdict.reason.replace("caption_", "qa_", 1)
+    return None if verdict.keep else verdict.reason.replace("caption_", f"{prefix}_", 1)
 
 
 def check_qa(
@@ -249,10 +251,10 @@ def check_qa(
     seen: set[tuple[str, ...]] = set()
     for pair in pairs:
         reason = (
-            _shared_check(question_length, pair.question, "")
-            or _shared_check(answer_length, pair.answer, "")
-            or _shared_check(refusal, f"{pair.question}\n{pair.answer}", transcription)
-            or _shared_check(repetition, pair.answer, "")
+            shared_check(question_length, pair.question, "")
+            or shared_check(answer_length, pair.answer, "")
+            or shared_check(refusal, f"{pair.question}\n{pair.answer}", transcription)
+            or shared_check(repetition, pair.answer, "")
         )
         if reason is None and grounding(pair.answer, transcription) < settings.min_grounding:
             reason = "qa_not_grounded"

@@ -3,8 +3,8 @@
 :class:`EndpointGenerator` sends each :class:`~curation.models.generator.GenerationRequest`
 as one non-streaming chat completion (vLLM, SGLang, TGI and OpenAI speak the
 same format) with urllib3, at most ``spec.concurrency`` requests in flight per
-generator. An image travels inside the user message as a ``data:`` URL whose
-MIME type comes from the bytes' magic number.
+generator. Images travel inside the user message, before its text and in order,
+as ``data:`` URLs whose MIME type comes from the bytes' magic number.
 
 Each attempt has ``spec.timeout`` seconds to connect and receive the response
 headers (no later read of the body may wait longer either). A request gets
@@ -161,7 +161,7 @@ class EndpointGenerator:
         """The chat completion request body for ``request``.
 
         Raises:
-            ValueError: if ``request.image`` is not JPEG, PNG, WebP or GIF.
+            ValueError: if one of ``request.images`` is not JPEG, PNG, WebP or GIF.
         """
         settings = self._spec.settings
         messages = [{"role": "system", "content": request.system}] if request.system else []
@@ -177,15 +177,15 @@ class EndpointGenerator:
 
     @staticmethod
     def _user_content(request: GenerationRequest) -> str | list[dict[str, Any]]:
-        if request.image is None:
+        if not request.images:
             return request.prompt
-        mime = image_mime(request.image)
-        if mime is None:
-            raise ValueError(f"image bytes are not JPEG, PNG, WebP or GIF: {request.image[:12]!r}")
-        return [
-            {"type": "image_url", "image_url": {"url": image_data_url(request.image, mime)}},
-            {"type": "text", "text": request.prompt},
-        ]
+        parts: list[dict[str, Any]] = []
+        for position, image in enumerate(request.images):
+            mime = image_mime(image)
+            if mime is None:
+                raise ValueError(f"image {position}: bytes are not JPEG, PNG, WebP or GIF: {image[:12]!r}")
+            parts.append({"type": "image_url", "image_url": {"url": image_data_url(image, mime)}})
+        return [*parts, {"type": "text", "text": request.prompt}]
 
     def _generate_one(self, request: GenerationRequest) -> GenerationResult:
         try:

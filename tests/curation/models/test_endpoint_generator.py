@@ -88,7 +88,7 @@ _ROWS = [
 
 def test_every_row_accounted_for_in_order():
     system = "You write captions."
-    requests = [GenerationRequest(prompt, system=system, image=image) for prompt, image, *_ in _ROWS]
+    requests = [GenerationRequest(prompt, system=system, images=(image,) if image is not None else ()) for prompt, image, *_ in _ROWS]
     with LLMServer(slow_seconds=4 * TIMEOUT) as server:
         results = _generate(_spec(server.base_url), requests)
         served, with_image = server.requests, server.image_requests
@@ -147,7 +147,7 @@ def test_payload_is_openai_chat_format_with_a_valid_data_url():
     spec = _spec("http://127.0.0.1:1/v1")
     image = render_image(5, 20, 10, "png")
     generator = EndpointGenerator(spec)
-    payload = generator.payload(GenerationRequest("Describe.", system="Be brief.", image=image, seed=7))
+    payload = generator.payload(GenerationRequest("Describe.", system="Be brief.", images=(image,), seed=7))
     generator.close()
     assert payload["model"] == "sample-llm"
     assert (payload["max_tokens"], payload["temperature"], payload["top_p"], payload["seed"]) == (64, 0.0, 0.9, 7)

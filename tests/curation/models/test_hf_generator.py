@@ -82,17 +82,17 @@ def test_max_new_tokens_bounds_the_output(lm):
 
 
 def test_text_only_model_answers_image_requests_from_the_text(lm):
-    with_image = [replace(r, image=png((200, 10, 10))) for r in REQUESTS[:2]]
+    with_image = [replace(r, images=(png((200, 10, 10)),)) for r in REQUESTS[:2]]
     assert texts(lm, with_image, 2) == texts(lm, REQUESTS[:2], 2)
 
 
 def test_prompt_is_the_chat_template_or_plain_text(lm):
     request = GenerationRequest("a dog", system="rewrite")
-    assert lm._render_chat(request, with_image=False) == "system : rewrite </s> user : a dog </s> assistant : "
+    assert lm._render_chat(request, images=0) == "system : rewrite </s> user : a dog </s> assistant : "
     plain = TransformersGenerator(lm.spec, lm._model, make_tokenizer(), None, "cpu", "test")
     plain._templated = False
-    assert plain._render_chat(request, with_image=False) == "rewrite\n\na dog\n"
-    assert plain._render_chat(GenerationRequest("a dog"), with_image=False) == "a dog\n"
+    assert plain._render_chat(request, images=0) == "rewrite\n\na dog\n"
+    assert plain._render_chat(GenerationRequest("a dog"), images=0) == "a dog\n"
 
 
 def test_sampling_depends_only_on_request_and_seed(lm_dir):
@@ -199,11 +199,11 @@ def test_vision_language_model_sees_the_image(vlm_dir, monkeypatch):
 
     monkeypatch.setattr(generator._model, "generate", generate)
     requests = [
-        GenerationRequest("describe the image", system="rewrite", image=png((200, 10, 10))),
-        GenerationRequest("the cat", image=png((10, 10, 200), size=(64, 64))),
+        GenerationRequest("describe the image", system="rewrite", images=(png((200, 10, 10)),)),
+        GenerationRequest("the cat", images=(png((10, 10, 200), size=(64, 64)),)),
         GenerationRequest("a dog ran fast"),
-        GenerationRequest("the mat", image=b"not an image"),
-        GenerationRequest("a river", image=png((10, 200, 10))),
+        GenerationRequest("the mat", images=(b"not an image",)),
+        GenerationRequest("a river", images=(png((10, 200, 10)),)),
     ]
     results = generator.generate(requests)
     assert [r.ok for r in results] == [True, True, True, False, True]
@@ -222,7 +222,7 @@ def test_vision_language_model_sees_the_image(vlm_dir, monkeypatch):
 def test_vision_language_prompt_places_the_image_token(vlm_dir):
     generator = TransformersGenerator.load(spec_for(vlm_dir))
     request = GenerationRequest("the cat", system="describe")
-    assert generator._render_chat(request, with_image=True) == (
+    assert generator._render_chat(request, images=1) == (
         "system : describe </s> user : <image> the cat </s> assistant : "
     )
 
