@@ -83,7 +83,7 @@ class VideoConfig:
 def _video_file(path: str, settings: VideoSettings) -> Iterable[Any]:
     name = path.rsplit("/", 1)[-1]
     try:
-        size = FileSystems.metadata(path).size_in_bytes
+        size = FileSystems.match([path])[0].metadata_list[0].size_in_bytes
     except Exception as error:  # an unreadable file is one dead letter
         yield Reject(id=content_id(path), source=name, step="read", reason="unreadable_file", dead_letter=True,
                      detail=repr(error)[:500])

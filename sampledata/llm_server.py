@@ -141,13 +141,16 @@ def colour_name(data_url: str) -> str:
 
 
 def summary(descriptions: str) -> str:
-    """The server's summary of timestamped frame descriptions: their distinct sentences, in order."""
-    seen: list[str] = []
-    for line in descriptions.splitlines():
-        text = re.sub(r"^\s*\[[^\]]*\]\s*", "", line).strip()
-        if text and text not in seen:
-            seen.append(text)
-    return "The video shows, in order: " + " Then ".join(seen[:8])
+    """The server's summary of timestamped frame descriptions: what sets each description apart
+    from the others (the words not all of them share), in order, then the first in full."""
+    lines = [re.sub(r"^\s*\[[^\]]*\]\s*", "", line).strip() for line in descriptions.splitlines()]
+    lines = [line for line in lines if line]
+    if len(lines) < 2:
+        return f"The video shows one moment: {lines[0]}" if lines else ""
+    shared = set.intersection(*(set(line.split()) for line in lines))
+    parts = [" ".join(word for word in line.split() if word not in shared).strip(" ,.") for line in lines]
+    distinct = [part for i, part in enumerate(parts) if part and part not in parts[:i]]
+    return f"The video shows {len(lines)} moments in order: {', then '.join(distinct)}. It opens on this: {lines[0]}"
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,10 @@ the times of its cuts.
 from __future__ import annotations
 
 import math
+import os
 import struct
 from collections.abc import Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 
 import av
@@ -283,3 +285,48 @@ def _write_frames(
     if rotation:
         set_display_rotation(path, rotation)
 
+
+
+@dataclass(frozen=True)
+class VideoCase:
+    """One input video and what ``curate video`` must make of it: ``expect`` is ``sample`` (a
+    sample in ``shards/``), ``long`` (routed to ``long/`` when routing) or a dead letter's reason."""
+
+    name: str
+    expect: str
+    scenes: tuple[tuple[float, tuple[int, int, int]], ...] = ()
+
+
+SCENE_VIDEOS = {
+    "harbour.mp4": ((2.0, (200, 30, 30)), (1.5, (30, 170, 60)), (3.0, (30, 60, 220))),
+    "market.mp4": ((3.0, (230, 220, 50)), (2.0, (140, 50, 170))),
+}
+
+
+def write_video_inputs(directory: str, fps: float = 10) -> list[VideoCase]:
+    """Writes a small corpus into ``directory``: scene videos, a phone video with rotation metadata,
+    a copy of one video under another name, a long video, and broken files of every kind."""
+    os.makedirs(directory, exist_ok=True)
+    cases = []
+    for name, scenes in SCENE_VIDEOS.items():
+        write_scene_video(os.path.join(directory, name), scenes, fps=fps, marker=(0.25, 0.3))
+        cases.append(VideoCase(name, "sample", scenes))
+    phone = ((2.0, (50, 210, 210)),)
+    write_scene_video(os.path.join(directory, "phone.mp4"), phone, fps=fps, size=(96, 160), marker=(0.2, 0.15),
+                      rotation=90)
+    cases.append(VideoCase("phone.mp4", "sample", phone))
+    harbour = os.path.join(directory, "harbour.mp4")
+    with open(harbour, "rb") as source, open(os.path.join(directory, "harbour-copy.mp4"), "wb") as copy:
+        copy.write(source.read())
+    cases.append(VideoCase("harbour-copy.mp4", "duplicate"))
+    write_long_video(os.path.join(directory, "lecture.mp4"), seconds=300, fps=2, scene_seconds=20.0)
+    cases.append(VideoCase("lecture.mp4", "long"))
+    truncate(harbour, os.path.join(directory, "cut-short.mp4"))
+    cases.append(VideoCase("cut-short.mp4", "corrupt_video"))
+    random_bytes(os.path.join(directory, "noise.mp4"))
+    cases.append(VideoCase("noise.mp4", "corrupt_video"))
+    corrupt_stream(harbour, os.path.join(directory, "garbled.mp4"))
+    cases.append(VideoCase("garbled.mp4", "corrupt_video"))
+    write_audio_only(os.path.join(directory, "podcast.mp4"))
+    cases.append(VideoCase("podcast.mp4", "no_video_stream"))
+    return cases

@@ -1,0 +1,264 @@
+"""End to end: `curate video` on videos the tests write, through a loopback endpoint and a tiny local VLM."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from curation.config import ConfigError, load_config
+from curation.tokens import TextTokenizer
+from manifests.manifest import load_manifest, verify_manifest
+from pipelines import video
+from pipelines.cli import main
+from pipelines.executor import BudgetExceeded
+from sampledata.llm_server import LLMServer
+from sampledata.videos import SCENE_VIDEOS, write_scene_video, write_video_inputs
+from shard_samples import MULTIPROCESS, PORTABLE, read_samples
+from synth.qa import grounding
+
+MAX_TOKENS = 1500
+CONFIG = f"""
+dataset: video-test
+captions:
+  window: 2
+budget:
+  max_tokens: {MAX_TOKENS}
+shards:
+  max_samples: 2
+"""
+COLOUR_NAMES = {(200, 30, 30): "red", (30, 170, 60): "green", (30, 60, 220): "blue", (230, 220, 50): "yellow",
+                (140, 50, 170): "purple", (50, 210, 210): "cyan"}
+
+
+def videos_by_file(out: Path) -> dict[str, tuple[dict, dict[str, bytes]]]:
+    return {info["file"]: (info, files) for info, files in read_samples(out)}
+
+
+def endpoint_config(server: LLMServer, text: str = CONFIG):
+    return load_config(video.VideoConfig, text=text + f"""
+generator:
+  backend: endpoint
+  endpoint: {server.base_url}
+  model: rule-based-test-model
+  concurrency: 4
+""")
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("video-input")
+    return directory, write_video_inputs(str(directory))
+
+
+@pytest.fixture(scope="module")
+def server():
+    with LLMServer() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def direct_run(inputs, server, tmp_path_factory):
+    out = tmp_path_factory.mktemp("video-direct")
+    video.run(str(inputs[0] / "*.mp4"), str(out), endpoint_config(server), ["--runner=DirectRunner"])
+    return out
+
+
+def test_videos_become_samples_and_bad_files_dead_letters(direct_run, inputs):
+    _, cases = inputs
+    manifest = load_manifest(str(direct_run / "manifest.json"))
+    assert verify_manifest(str(direct_run / "manifest.json")) == []
+    funnel = {row["step"]: row for row in manifest["funnel"]}
+    assert funnel["read"]["in"] == len(cases)
+    assert funnel["decode"]["dead_letters"] == {"corrupt_video": 3, "no_video_stream": 1}
+    assert funnel["video_dedup"]["dropped"] == {"duplicate": 1}
+    assert funnel["route"]["dropped"] == {"routed_long": 1}
+    rejects = {r["source"]: r for r in pq.read_table(direct_run / "rejects").to_pylist()}
+    for case in cases:
+        if case.expect in ("corrupt_video", "no_video_stream"):
+            assert rejects[case.name]["reason"] == case.expect and rejects[case.name]["dead_letter"]
+            assert rejects[case.name]["detail"], "a dead letter says what the decoder said"
+    duplicate = rejects.get("harbour-copy.mp4") or rejects["harbour.mp4"]
+    assert duplicate["reason"] == "duplicate"
+    assert rejects["lecture.mp4"]["reason"] == "routed_long" and not rejects["lecture.mp4"]["dead_letter"]
+    assert sorted(videos_by_file(direct_run)) in (
+        ["harbour.mp4", "market.mp4", "phone.mp4"], ["harbour-copy.mp4", "market.mp4", "phone.mp4"])
+    frames = {row["step"]: row for row in manifest["extra"]["frame_funnel"]}
+    assert frames["frame_dedup"]["dropped"]["near_duplicate_frame"] > 0, "static scenes come down to their keyframes"
+
+
+def test_a_sample_holds_its_scenes_frames_descriptions_summary_and_qa(direct_run):
+    tokenizer = TextTokenizer.load("clip-bpe")
+    for name, (info, files) in videos_by_file(direct_run).items():
+        scenes = SCENE_VIDEOS.get(name.replace("-copy", ""), ((2.0, (50, 210, 210)),))
+        assert len(info["scenes"]) == len(scenes)
+        assert info["duration"] == pytest.approx(sum(seconds for seconds, _ in scenes))
+        assert info["fps"] == 10 and info["codec"] == "mpeg4"
+        assert [frame["scene"] for frame in info["frames"]] == list(range(len(scenes)))  # one keyframe per scene
+        for frame, (_, colour) in zip(info["frames"], scenes):
+            start = info["scenes"][frame["scene"]]["start"]
+            assert start <= frame["t"] < info["scenes"][frame["scene"]]["end"]
+            assert COLOUR_NAMES[colour] in frame["caption"], "the endpoint saw this frame"
+            assert Image.open(io.BytesIO(files[frame["image"]])).format == "JPEG"
+        descriptions = files["txt"].decode()
+        assert descriptions.count("\n") == len(info["frames"]) - 1 and descriptions.startswith("[")
+        assert info["summary"].startswith("The video shows")
+        assert info["qa"] and all(grounding(pair["answer"], descriptions) >= 0.8 for pair in info["qa"])
+        tokens = info["tokens"]
+        assert tokens["total"] == tokens["visual"] + tokens["text"] <= MAX_TOKENS
+        qa = "\n".join(f"{p['question']}\n{p['answer']}" for p in info["qa"])
+        text = sum(tokenizer.count(line) for line in descriptions.splitlines()) + tokenizer.count(
+            "\n".join(part for part in (info["summary"], qa) if part))
+        assert tokens["text"] == text and tokens["visual"] == 128 * len(info["frames"])
+
+
+def test_the_phone_video_comes_out_upright(direct_run):
+    info, files = videos_by_file(direct_run)["phone.mp4"]
+    assert info["rotation"] == 90 and (info["width"], info["height"]) == (96, 160)
+    frame = np.asarray(Image.open(io.BytesIO(files["0.jpg"])).convert("L"), dtype=float)
+    ys, xs = np.nonzero(frame > 200)
+    assert frame.shape == (160, 96)
+    assert abs(xs.mean() / 96 - 0.2) < 0.06 and abs(ys.mean() / 160 - 0.15) < 0.06
+
+
+def test_a_video_over_the_budget_goes_whole_to_the_long_stage(direct_run):
+    long_manifest = load_manifest(str(direct_run / "long" / "manifest.json"))
+    assert verify_manifest(str(direct_run / "long" / "manifest.json")) == []
+    [(info, files)] = read_samples(direct_run / "long")
+    assert info["file"] == "lecture.mp4" and info["tokens"]["total"] > MAX_TOKENS
+    assert len(info["scenes"]) == 15 and len(files) - 1 == len(info["frames"]) == 15
+    assert long_manifest["dataset"] == "video-test_long" and long_manifest["funnel"][0]["out"] == 1
+    assert all(info["tokens"]["total"] <= MAX_TOKENS for info, _ in read_samples(direct_run))
+
+
+def test_the_manifest_names_the_models_and_the_endpoint_got_several_images_per_request(direct_run, server):
+    manifest = load_manifest(str(direct_run / "manifest.json"))
+    models = {entry["role"]: entry for entry in manifest["models"]}
+    captioner = models["frame_captioner"]
+    assert captioner["prompt"] == "video_frame_caption_v1" and captioner["window"] == 2
+    assert models["summary_qa_writer"]["prompt"] == "video_summary_v1+video_qa_v1"
+    assert models["summary_qa_writer"]["note"].startswith("its output is in 3 of the 3 samples")
+    assert server.most_images == 2
+
+
+def test_over_the_budget_a_video_is_thinned_keeping_every_scene(inputs, server, tmp_path):
+    config = endpoint_config(server, CONFIG.replace("window: 2", "window: 1") + """
+video:
+  scenes:
+    duplicate_distance: -1
+""")
+    config = dataclasses.replace(config, budget=dataclasses.replace(config.budget, max_tokens=3500))
+    out = tmp_path / "out"
+    video.run(str(inputs[0] / "lecture.mp4"), str(out), config, ["--runner=DirectRunner"])
+    [(info, _)] = read_samples(out)
+    assert info["tokens"]["total"] <= 3500
+    assert {frame["scene"] for frame in info["frames"] if frame["keyframe"]} == set(range(15))
+    assert 15 < len(info["frames"]) < 64
+    thinned = info["meta"]["thinned"]
+    assert thinned["plan_budget"] > 0, "frames that could never fit were dropped before they were described"
+    assert 15 + sum(thinned.values()) + len(info["frames"]) - 15 == 64
+    assert not (out / "long" / "shards").exists() or not list((out / "long" / "shards").glob("*.tar"))
+
+
+HANGING_CHILD = """
+import os, pickle, sys, time
+path, settings = pickle.loads(sys.stdin.buffer.read())
+if os.path.basename(path) == "hang.mp4":
+    time.sleep(60)
+from curation.video_decode import decode_video, VideoRejected
+try:
+    outcome = decode_video(path, settings)
+except VideoRejected as rejected:
+    outcome = (rejected.reason, rejected.detail)
+sys.stdout.buffer.write(pickle.dumps(outcome))
+"""
+
+
+def test_a_hanging_decode_is_a_dead_letter_and_the_other_videos_finish(inputs, server, tmp_path, monkeypatch):
+    directory = tmp_path / "in"
+    directory.mkdir()
+    for name in ("harbour.mp4", "market.mp4"):
+        shutil.copy(inputs[0] / name, directory / name)
+    shutil.copy(inputs[0] / "phone.mp4", directory / "hang.mp4")
+    monkeypatch.setattr("curation.video_decode._child_command", lambda: [sys.executable, "-c", HANGING_CHILD])
+    config = endpoint_config(server, CONFIG + "video:\n  timeout_seconds: 8\n")
+    out = tmp_path / "out"
+    video.run(str(directory / "*.mp4"), str(out), config, ["--runner=DirectRunner"])
+    [rejected] = [r for r in pq.read_table(out / "rejects").to_pylist() if r["step"] == "decode"]
+    assert (rejected["source"], rejected["reason"], rejected["dead_letter"]) == ("hang.mp4", "decode_timeout", True)
+    assert sorted(videos_by_file(out)) == ["harbour.mp4", "market.mp4"]
+
+
+def test_runners_write_identical_shards(inputs, server, job_service, tmp_path):
+    directory = tmp_path / "in"
+    directory.mkdir()
+    for name in ("harbour.mp4", "market.mp4", "phone.mp4", "noise.mp4"):
+        shutil.copy(inputs[0] / name, directory / name)
+    config = endpoint_config(server)
+    outs = {name: tmp_path / name for name in ("direct", "multi", "portable")}
+    video.run(str(directory / "*.mp4"), str(outs["direct"]), config, ["--runner=DirectRunner"])
+    video.run(str(directory / "*.mp4"), str(outs["multi"]), config, MULTIPROCESS)
+    video.run(str(directory / "*.mp4"), str(outs["portable"]), config, [*PORTABLE, f"--job_endpoint={job_service}"])
+    reference = {p.name: p.read_bytes() for p in (outs["direct"] / "shards").glob("*.tar")}
+    assert reference
+    for name in ("multi", "portable"):
+        assert {p.name: p.read_bytes() for p in (outs[name] / "shards").glob("*.tar")} == reference, name
+
+
+def test_frames_described_by_a_tiny_random_local_vlm_fail_their_checks_and_the_run_says_so(inputs, tmp_path):
+    from tiny_models import save_tiny_llava
+
+    model_dir = tmp_path / "tiny-vlm"
+    save_tiny_llava(model_dir)
+    config = load_config(video.VideoConfig, text=CONFIG.replace("window: 2", "window: 1") + f"""
+generator:
+  model: {model_dir}
+  batch_size: 4
+  settings:
+    max_new_tokens: 12
+""")
+    video.check_generator_sees_images(config)  # a VLM: allowed
+    out = tmp_path / "out"
+    with pytest.raises(BudgetExceeded, match="step captions"):
+        video.run(str(inputs[0] / "market.mp4"), str(out), config, ["--runner=DirectRunner"])
+    manifest = load_manifest(str(out / "manifest.json"))
+    captions = {row["step"]: row for row in manifest["funnel"]}["captions"]
+    assert captions["dead_letters"] == {"no_captions": 1}, "random weights describe nothing a check accepts"
+    [rejected] = [r for r in pq.read_table(out / "rejects").to_pylist() if r["step"] == "captions"]
+    assert "frame_" in rejected["detail"] or "frames_unparsable" in rejected["detail"]
+    captioner = {entry["role"]: entry for entry in manifest["models"]}["frame_captioner"]
+    assert captioner["weights"] == f"path:{model_dir}"
+
+
+def test_a_text_only_generator_is_refused_before_the_run(tmp_path):
+    from tiny_models import save_tiny_lm
+
+    save_tiny_lm(tmp_path / "tiny-lm")
+    config = load_config(video.VideoConfig, text=f"generator:\n  model: {tmp_path / 'tiny-lm'}\n")
+    with pytest.raises(ConfigError, match="text-only"):
+        video.check_generator_sees_images(config)
+    with pytest.raises(ConfigError, match="needs a generator"):
+        video.recipe(video.VideoConfig())
+
+
+def test_the_cli_runs_video_and_explains_it(inputs, server, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["video", "--help"])
+    assert "--max-tokens" in capsys.readouterr().out
+    code = main([
+        "video", "--input", str(inputs[0] / "market.mp4"), "--output", str(tmp_path), "--max-tokens", "4000",
+        "--generator-endpoint", server.base_url, "--generator-name", "rule-based-test-model", "--quiet",
+        "--runner=DirectRunner",
+    ])
+    assert code == 0
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["config"]["budget"]["max_tokens"] == 4000
+    assert [info["file"] for info, _ in read_samples(tmp_path)] == ["market.mp4"]
