@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="run `curate pairs`, `interleaved`, `captions` and `documents` on generated sample data, no network",
+        help="run `curate pairs`, `interleaved`, `captions`, `documents` and `video` on generated sample data, no network",
         description="Generate images and a LAION-style parquet (good pairs plus broken ones: 404s, a slow "
         "server, corrupt and truncated files, a pixel bomb, an oversized body, a redirect to a "
         "forbidden address, junk captions, duplicates), serve them on 127.0.0.1 and run the pairs "
@@ -122,7 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
         "member) and run the interleaved pipeline into OUTPUT/interleaved/. Both use a tiny "
         "random-weight CLIP. Then rewrite a few alt texts with SmolLM2 into OUTPUT/captions/, and "
         "transcribe generated PDFs and scans (with an encrypted, a truncated and a non-PDF file) into "
-        "OUTPUT/documents/, QA pairs by a rule-based stand-in. Each prints its funnel. No network "
+        "OUTPUT/documents/, QA pairs by a rule-based stand-in; then cut, sample and describe generated "
+        "videos (a rotated phone video, a copy, a long lecture routed to long/, truncated, garbled, "
+        "random and audio-only files) into OUTPUT/video/, by the same stand-in. Each prints its funnel. No network "
         "beyond loopback.",
     )
     demo.add_argument("--output", default="demo-out", help="output directory (default: demo-out)")

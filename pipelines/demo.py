@@ -4,7 +4,9 @@
 2. ``curate interleaved`` on a generated WARC (pages, their image records and planted bad cases);
 3. ``curate captions`` on a few of those pairs, alt texts rewritten by SmolLM2 (real weights);
 4. ``curate documents`` on generated PDFs and scans (text layer or PP-OCRv4, real weights), QA
-   pairs by a rule-based stand-in on loopback.
+   pairs by a rule-based stand-in on loopback;
+5. ``curate video`` on generated videos (and broken files), frames described, summarised and
+   questioned by the same stand-in, several frames per request.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from apache_beam.io.filesystems import FileSystems
 
 from curation.config import load_config
 from manifests.manifest import load_manifest
-from pipelines import captions, documents, interleaved, pairs
+from pipelines import captions, documents, interleaved, pairs, video
 from pipelines.registry import check_clip_weights
 from sampledata.pairs import ImageServer, make_pairs_cases, write_pairs_parquet
 from sampledata.documents import write_document_inputs
+from sampledata.videos import write_video_inputs
 from sampledata.llm_server import LLMServer
 from sampledata.warc import make_warc_corpus
 
@@ -29,17 +32,18 @@ CONFIGS = Path(__file__).parent / "configs"
 
 
 def _fresh(output_dir: str) -> None:
-    for stale in ("shards", "rejects", "input", "stages"):
+    for stale in ("shards", "rejects", "input", "stages", "long"):
         shutil.rmtree(os.path.join(output_dir, stale), ignore_errors=True)
 
 
 def run_demo(output_dir: str, beam_args: list[str] | None = None) -> dict[str, dict]:
-    """Runs the demos under ``output_dir/{pairs,interleaved,captions,documents}``; returns their manifests."""
+    """Runs the demos under ``output_dir/{pairs,interleaved,captions,documents,video}``; returns their manifests."""
     return {
         "pairs": run_pairs_demo(os.path.join(output_dir, "pairs"), beam_args),
         "interleaved": run_interleaved_demo(os.path.join(output_dir, "interleaved"), beam_args),
         "captions": run_captions_demo(os.path.join(output_dir, "captions"), beam_args),
         "documents": run_documents_demo(os.path.join(output_dir, "documents"), beam_args),
+        "video": run_video_demo(os.path.join(output_dir, "video"), beam_args),
     }
 
 
@@ -102,4 +106,19 @@ def run_documents_demo(output_dir: str, beam_args: list[str] | None = None) -> d
         print(f"demo: {len(cases)} document files in {input_dir}; QA pairs by a rule-based stand-in on "
               f"{server.base_url} (use --generator-model or --generator-endpoint for a real model)")
         documents.run(os.path.join(input_dir, "*"), output_dir, config, beam_args or ["--runner=DirectRunner"])
+    return load_manifest(FileSystems.join(output_dir, "manifest.json"), opener=FileSystems.open)
+
+
+def run_video_demo(output_dir: str, beam_args: list[str] | None = None) -> dict:
+    """Writes videos (scene cuts, a rotated phone video, a copy, a long lecture, broken files), and runs
+    ``curate video`` with a rule-based stand-in on 127.0.0.1 describing the frames, two per request."""
+    _fresh(output_dir)
+    input_dir = os.path.join(output_dir, "input")
+    cases = write_video_inputs(input_dir)
+    config = load_config(video.VideoConfig, str(CONFIGS / "video-demo.yaml"))
+    with LLMServer() as server:
+        config = dataclasses.replace(config, generator=dataclasses.replace(config.generator, endpoint=server.base_url))
+        print(f"demo: {len(cases)} video files in {input_dir}; frames described by a rule-based stand-in on "
+              f"{server.base_url} (use --generator-model or --generator-endpoint for a real model)")
+        video.run(os.path.join(input_dir, "*.mp4"), output_dir, config, beam_args or ["--runner=DirectRunner"])
     return load_manifest(FileSystems.join(output_dir, "manifest.json"), opener=FileSystems.open)

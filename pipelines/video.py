@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import shutil
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -55,17 +54,27 @@ _COPY_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
+class VideoFilters:
+    """The frame judgments; ``null`` switches one off."""
+
+    blank: BlankFrameFilter | None = BlankFrameFilter()
+
+
+@dataclass(frozen=True)
 class VideoConfig:
     """Everything ``curate video`` can be told; every key can be set in YAML or with ``--set``.
 
-    A generator is required (``--generator-model`` for a local transformers vision-language
-    model, or ``--generator-endpoint`` for an OpenAI-compatible server that takes images):
-    the frame descriptions are what this pipeline makes. ``seed`` fixes every generation.
+    The generator (``--generator-model``: a local transformers vision-language model;
+    ``--generator-endpoint``: an OpenAI-compatible server that takes images) describes the
+    frames and writes summaries and QA. Without one (``generator: null``, the default) a run
+    samples frames only, and the manifest says so: run ``--stop-after frames`` on CPU workers,
+    then ``--resume-from frames`` with a generator where it is served. ``seed`` fixes every
+    generation.
     """
 
     dataset: str = "video"
     video: VideoSettings = VideoSettings()
-    frame_filter: BlankFrameFilter | None = BlankFrameFilter()
+    filters: VideoFilters = VideoFilters()
     generator: GeneratorSpec | None = None
     captions: FrameCaptionSettings = FrameCaptionSettings()
     summary: SummarySettings = SummarySettings()
@@ -243,17 +252,12 @@ def _has_text(clip: VideoClip) -> bool:
     return bool(clip.summary or clip.qa)
 
 
-def _generator(config: VideoConfig) -> GeneratorSpec:
+def _caption_step(config: VideoConfig) -> Model | None:
     if config.generator is None:
-        raise ConfigError("curate video needs a generator: --generator-model PATH (a vision-language model) or "
-                          "--generator-endpoint URL --generator-name NAME")
-    return config.generator
-
-
-def _caption_step(config: VideoConfig) -> Model:
+        return None
     from pipelines.models import FrameCaptionHandler  # imports the generator's libraries: only when it runs
 
-    spec = _generator(config)
+    spec = config.generator
     template = FramePromptTemplate.load(config.captions.prompt, opener=FileSystems.open)
     settings = {k: v for k, v in spec.describe().items() if k != "model"}
     entry = model_entry(spec, "frame_captioner", **settings, prompt=template.id, window=config.captions.window,
@@ -262,10 +266,12 @@ def _caption_step(config: VideoConfig) -> Model:
                  entry=entry, then=_described, fallback=_some_undescribed, stage="captions")
 
 
-def _text_step(config: VideoConfig) -> Model:
+def _text_step(config: VideoConfig) -> Model | None:
+    if config.generator is None:
+        return None
     from pipelines.models import VideoTextHandler
 
-    spec = _generator(config)
+    spec = config.generator
     prompts = (SummaryPromptTemplate.load(config.summary.prompt, opener=FileSystems.open),
                QAPromptTemplate.load(config.qa.prompt, opener=FileSystems.open))
     settings = {k: v for k, v in spec.describe().items() if k != "model"}
@@ -277,8 +283,8 @@ def _text_step(config: VideoConfig) -> Model:
 
 def check_generator_sees_images(config: VideoConfig) -> None:
     """Refuses, before any worker starts, a generator that cannot see the frames it is to describe."""
-    spec = _generator(config)
-    if not generator_sees_images(spec, opener=FileSystems.open):
+    spec = config.generator
+    if spec is not None and not generator_sees_images(spec, opener=FileSystems.open):
         raise ConfigError(f"generator {spec.model!r} is a text-only model: curate video describes frames, so it "
                           "needs a vision-language model or an endpoint that takes images")
 
@@ -289,7 +295,8 @@ def check_generator_sees_images(config: VideoConfig) -> None:
 def recipe(config: VideoConfig) -> Recipe:
     """The video recipe."""
     budget = config.budget
-    frame_steps = (Filter(name="frame_quality", filter=config.frame_filter),) if config.frame_filter else ()
+    blank = config.filters.blank
+    frame_steps = (Filter(name="frame_quality", filter=blank),) if blank else ()
     return Recipe(
         record_type=VideoClip,
         steps=without([
@@ -308,6 +315,9 @@ def recipe(config: VideoConfig) -> Recipe:
         ]),
         output=Samples(video_sample, config.tokens),
         config=config,
+        switched_off={} if config.generator else {"captions": "a generator (--generator-model or --generator-endpoint)"},
+        notes=() if config.generator else ("no generator was configured: the frames carry no descriptions, and the "
+                                           "videos no summary or QA pairs",),
     )
 
 

@@ -1,8 +1,7 @@
 """Decoding videos in a child process: scenes, frames, rotation, and every way a file can fail."""
 
 import io
-import os
-import signal
+import sys
 
 import numpy as np
 import pytest
@@ -126,9 +125,8 @@ def test_a_decode_past_its_memory_limit_is_decode_memory(scene_video):
 
 def test_a_decoder_that_kills_its_process_is_corrupt_video_and_the_caller_goes_on(scene_video, monkeypatch):
     # the child crashes the way decord can (a signal), here by SIGSEGV sent to itself
-    monkeypatch.setenv("PYTHONSTARTUP", "")
     crash = "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"
-    monkeypatch.setattr("curation.video_decode._child_command", lambda: ["python3", "-c", crash])
+    monkeypatch.setattr("curation.video_decode._child_command", lambda: [sys.executable, "-c", crash])
     with pytest.raises(VideoRejected) as rejected:
         decode_isolated(scene_video)
     assert rejected.value.reason == "corrupt_video" and "SIGSEGV" in rejected.value.detail
