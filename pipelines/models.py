@@ -132,7 +132,20 @@ class ClipCaptionHandler(_ClipHandler):
         return "curation.clip_captions"
 
 
-class RewriteHandler(ModelHandler[CaptionPair, tuple[CaptionPair, Outcome], Generator]):
+class _GeneratorHandler(ModelHandler):
+    """A generator loaded once per worker; batches of ``spec.batch_size`` records (an endpoint's
+    batches are larger, to keep ``spec.concurrency`` requests in flight)."""
+
+    def __init__(self, spec: GeneratorSpec):
+        batch = spec.batch_size if spec.backend == "transformers" else max(spec.batch_size, 2 * spec.concurrency)
+        super().__init__(min_batch_size=1, max_batch_size=batch)
+        self._spec = spec
+
+    def load_model(self) -> Generator:
+        return load_cached_generator(self._spec, opener=FileSystems.open)
+
+
+class RewriteHandler(_GeneratorHandler):
     """Rewrites alt texts with a generator, checks the captions and retries failures with new seeds.
 
     The prompt is resolved where the job is launched, for what the generator can see
@@ -141,16 +154,14 @@ class RewriteHandler(ModelHandler[CaptionPair, tuple[CaptionPair, Outcome], Gene
     """
 
     def __init__(self, spec: GeneratorSpec, template: PromptTemplate, rewrite: Any):
-        batch = spec.batch_size if spec.backend == "transformers" else max(spec.batch_size, 2 * spec.concurrency)
-        super().__init__(min_batch_size=1, max_batch_size=batch)
-        self._spec = spec
+        super().__init__(spec)
         self._template = template
         self._rewrite = rewrite
         # The CLIP margin needs CLIP scores: it runs in its own step after the rewrite.
         self._checks = default_checks(dataclasses.replace(rewrite.checks, clip_margin=None))
 
     def load_model(self) -> Generator:
-        generator = load_cached_generator(self._spec, opener=FileSystems.open)
+        generator = super().load_model()
         if generator.sees_images != self._template.sees_image:
             raise RuntimeError(
                 f"generator {self._spec.model} sees_images={generator.sees_images}, but prompt "
@@ -235,20 +246,15 @@ def _page_pixels(image: ImageData) -> Image.Image:
     return Image.open(io.BytesIO(image.data)).convert("RGB")
 
 
-class QAHandler(ModelHandler[DocumentPage, DocumentPage, Generator]):
+class QAHandler(_GeneratorHandler):
     """Writes question-answer pairs about each page's transcription with a generator, checked
     and retried (:func:`synth.qa.write_qa`); ``meta["qa"]`` says how it went."""
 
     def __init__(self, spec: GeneratorSpec, template: Any, settings: Any, seed: int = 0):
-        batch = spec.batch_size if spec.backend == "transformers" else max(spec.batch_size, 2 * spec.concurrency)
-        super().__init__(min_batch_size=1, max_batch_size=batch)
-        self._spec = spec
+        super().__init__(spec)
         self._template = template
         self._settings = settings
         self._seed = seed
-
-    def load_model(self) -> Generator:
-        return load_cached_generator(self._spec, opener=FileSystems.open)
 
     def run_inference(
         self, batch: Sequence[DocumentPage], model: Generator, inference_args: dict[str, Any] | None = None
@@ -264,19 +270,6 @@ class QAHandler(ModelHandler[DocumentPage, DocumentPage, Generator]):
 
     def get_metrics_namespace(self) -> str:
         return "curation.qa"
-
-
-class _GeneratorHandler(ModelHandler):
-    """A generator loaded once per worker; batches of ``spec.batch_size`` records (an endpoint's
-    batches are larger, to keep ``spec.concurrency`` requests in flight)."""
-
-    def __init__(self, spec: GeneratorSpec):
-        batch = spec.batch_size if spec.backend == "transformers" else max(spec.batch_size, 2 * spec.concurrency)
-        super().__init__(min_batch_size=1, max_batch_size=batch)
-        self._spec = spec
-
-    def load_model(self) -> Generator:
-        return load_cached_generator(self._spec, opener=FileSystems.open)
 
 
 class FrameCaptionHandler(_GeneratorHandler):

@@ -27,7 +27,7 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from curation.budgets import FailureBudgets
+from curation.budgets import FailureBudgets, StepBudget
 from curation.config import ConfigError
 from curation.ids import content_id
 from curation.models.generator import GeneratorSpec, generator_sees_images
@@ -83,7 +83,16 @@ class VideoConfig:
     seed: int = 0
     tokens: TokenSettings = TokenSettings()
     shards: ShardSettings = ShardSettings()
-    budgets: FailureBudgets = FailureBudgets()
+    # thinning is a fallback the funnel counts (``thinned``), not a failure: any share of videos may be thinned
+    budgets: FailureBudgets = FailureBudgets(steps={"plan_budget": StepBudget(fallback=1.0),
+                                                    "budget": StepBudget(fallback=1.0)})
+
+
+def _thinned(step: str):
+    def fell_back(clip: VideoClip) -> str | None:
+        return "thinned" if clip.meta.get("thinned", {}).get(step) else None
+
+    return fell_back
 
 
 # --------------------------------------------------------------------------- reading
@@ -305,12 +314,12 @@ def recipe(config: VideoConfig) -> Recipe:
                    steps=frame_steps, gather=gather_frames, funnel_key="frame_funnel"),
             Dedup(name="video_dedup", key=lambda clip: clip.meta["sha256"], choose=keep_first(lambda clip: clip.source),
                   detail=lambda kept: f"same file as {kept.source}"),
-            Map(name="plan_budget", fn=FitBudget(budget, config.tokens, "plan_budget", estimate=True))
-            if budget.over == "thin" else None,
+            Map(name="plan_budget", fn=FitBudget(budget, config.tokens, "plan_budget", estimate=True),
+                fallback=_thinned("plan_budget")) if budget.over == "thin" else None,
             Checkpoint(name="frames"),
             _caption_step(config),
             _text_step(config),
-            Map(name="budget", fn=FitBudget(budget, config.tokens, "budget")),
+            Map(name="budget", fn=FitBudget(budget, config.tokens, "budget"), fallback=_thinned("budget")),
             Route(name="route", choose=_routed, destinations=(LONG,)) if budget.over != "drop" else None,
         ]),
         output=Samples(video_sample, config.tokens),

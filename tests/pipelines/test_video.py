@@ -165,6 +165,8 @@ video:
     assert thinned["plan_budget"] > 0, "frames that could never fit were dropped before they were described"
     assert 15 + sum(thinned.values()) + len(info["frames"]) - 15 == 64
     assert not (out / "long" / "shards").exists() or not list((out / "long" / "shards").glob("*.tar"))
+    funnel = {row["step"]: row for row in load_manifest(str(out / "manifest.json"))["funnel"]}
+    assert funnel["plan_budget"]["fallback"] == {"thinned": 1}, "the funnel says the video was thinned"
 
 
 HANGING_CHILD = """

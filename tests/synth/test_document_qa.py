@@ -73,7 +73,7 @@ def test_caption_prompts_still_need_their_own_placeholder():
 
 def test_request_holds_the_transcription_lines_and_the_count(template):
     request = qa_request("Cargo   rose.\n\n  Crane on pier 7. ", QASettings(n_pairs=4), template, seed=11)
-    assert isinstance(request, GenerationRequest) and request.image is None and request.seed == 11
+    assert isinstance(request, GenerationRequest) and request.images == () and request.seed == 11
     assert "<transcription>\nCargo rose.\nCrane on pier 7.\n</transcription>" in request.prompt
     assert "Write 4 question-answer pairs" in request.prompt
     assert '[{"question": "...", "answer": "..."}]' in request.prompt
