@@ -70,9 +70,10 @@ def webdataset_from_manifest(
     Raises:
         ValueError: when the manifest is invalid or lists no shards.
     """
-    urls = shard_urls(manifest_path)
+    manifest = load_manifest(manifest_path)
+    urls = shard_urls(manifest_path, manifest)
     if not urls:
-        raise ValueError(f"manifest {manifest_path} lists no shards")
+        raise ValueError(f"manifest {manifest_path} lists no shards: {why_empty(manifest)}")
     stages: list[Any] = [wds.SimpleShardList(urls)]
     if epoch_shuffle_shards:
         stages.append(wds.detshuffle(bufsize=len(urls), initial=len(urls), seed=seed))
@@ -82,6 +83,19 @@ def webdataset_from_manifest(
     if decode is not None:
         stages.append(wds.decode(decode))
     return wds.DataPipeline(*stages)
+
+
+def why_empty(manifest: Mapping[str, Any]) -> str:
+    """Where a run that wrote no samples lost its records: the inputs, and the step and reason
+    that dropped the most of them (from the manifest's funnel)."""
+    funnel = manifest.get("funnel") or []
+    if not funnel:
+        return "its funnel is empty"
+    drops = [(count, row["step"], reason) for row in funnel for reason, count in row.get("dropped", {}).items()]
+    if not drops:
+        return f"the run read {funnel[0].get('in', 0)} records and dropped none"
+    count, step, reason = max(drops, key=lambda drop: (drop[0], drop[1], drop[2]))
+    return f"the run read {funnel[0].get('in', 0)} records and kept none; most were dropped at {step}: {reason} ({count})"
 
 
 def _open_shards(items: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:

@@ -18,6 +18,7 @@ from apache_beam.io.filesystems import FileSystems
 from curation.config import ConfigError, load_config, to_mapping
 from curation.models.clip import RandomWeightsRefused
 from manifests.manifest import load_manifest, verify_manifest
+from manifests.reader import why_empty
 from pipelines import console
 from pipelines.executor import BudgetExceeded, run_recipe
 from pipelines.io import read_stage_funnel
@@ -214,7 +215,10 @@ def _report(args: argparse.Namespace, manifest_path: str) -> None:
         print("\n".join(_funnel_rows("step", read_stage_funnel(stage)["funnel"])))
         outputs = {"stage tables": stage, "rejects": FileSystems.join(stage, "rejects")}
     else:
-        print(format_funnel(load_manifest(manifest_path, opener=FileSystems.open)))
+        manifest = load_manifest(manifest_path, opener=FileSystems.open)
+        print(format_funnel(manifest))
+        if not manifest["shards"]:
+            print(f"curate: WARNING: wrote no samples: {why_empty(manifest)}", file=sys.stderr)
         outputs = {
             "shards": FileSystems.join(args.output, "shards"), "rejects": FileSystems.join(args.output, "rejects"),
             "manifest": manifest_path,

@@ -510,6 +510,12 @@ def _write_stop_outputs(pipeline, recipe: Recipe, inputs, collected: _Collected,
     _ = counts | "WriteStageFunnel" >> beam.Map(write_stage_funnel, tuple(collected.names), recipe.budgets, path)
 
 
+def _document_starts(sample: Any) -> list[int]:
+    """One per record a packed sample begins (the piece at its token 0), so a record split over
+    several sequences counts once, and two records with the same content id count twice."""
+    return [1 for piece in json.loads(sample.fields["json"])["pieces"] if piece["start_token"] == 0]
+
+
 def _write_outputs(pipeline, recipe: Recipe, plan: RunPlan, records, inputs, collected: _Collected, output_dir: str):
     output = recipe.output
     outputs: dict[str, beam.PCollection] = {"inputs": inputs}
@@ -519,8 +525,7 @@ def _write_outputs(pipeline, recipe: Recipe, plan: RunPlan, records, inputs, col
         outputs["samples"] = records | "Pack" >> output.transform
         outputs["packed_records"] = (
             outputs["samples"]
-            | "PackedDocIds" >> beam.FlatMap(lambda sample: json.loads(sample.fields["json"])["documents"])
-            | "DistinctPacked" >> beam.Distinct()
+            | "PackedDocStarts" >> beam.FlatMap(_document_starts)
             | "CountPacked" >> beam.combiners.Count.Globally()
         )
     carriers = [(step, carried) for step, carried in recipe.carriers() if step in plan.funnel]

@@ -264,7 +264,8 @@ class Samples:
 @dataclass(frozen=True)
 class Packed:
     """Kept records to samples that pack several records each: ``transform`` is a
-    PTransform from kept records to samples whose ``json`` lists ``"documents"``."""
+    PTransform from kept records to samples whose ``json`` lists its ``"pieces"`` (each with
+    ``start_token``: a record is counted where its piece starting at token 0 is)."""
 
     transform: Any
 
