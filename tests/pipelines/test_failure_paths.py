@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import tarfile
+from collections import Counter
 from pathlib import Path
 
 import apache_beam as beam
@@ -38,7 +40,16 @@ def run_with_metrics(recipe, out: Path, input_glob: str = "unused") -> tuple[dic
     return load_manifest(str(out / "manifest.json")), counters
 
 
-def assert_metrics_match_funnel(manifest: dict, counters: dict[str, int]) -> None:
+def assert_metrics_match_funnel(manifest: dict, counters: dict[str, int], out: Path | None = None) -> None:
+    """The funnel against counts made elsewhere: Beam's counters, and (given ``out``) the rejects
+    table's rows and the shards' samples."""
+    if out is not None:
+        table = Counter((r["step"], r["reason"]) for r in rejects(out)) if (out / "rejects").exists() else Counter()
+        assert table == Counter({(row["step"], reason): n for row in manifest["funnel"]
+                                 for reason, n in row["dropped"].items()})
+        samples = sum(1 for path in (out / "shards").glob("*.tar") for name in tarfile.open(path).getnames()
+                      if name.endswith(".json"))
+        assert samples == manifest["funnel"][-1]["out"] == manifest["totals"]["samples"]
     for row in manifest["funnel"]:
         assert counters.get(f"kept.{row['step']}", 0) == row["out"], row["step"]
         for reason, count in row["dropped"].items():
@@ -69,7 +80,7 @@ def test_a_filter_that_raises_is_a_dead_letter_per_record(tmp_path):
     found = [r for r in rejects(tmp_path) if r["step"] == "fussy"]
     assert sorted(r["id"] for r in found) == ["w007", "w017", "w027", "w037"]
     assert all("cannot score" in r["detail"] and r["dead_letter"] for r in found)
-    assert_metrics_match_funnel(manifest, counters)
+    assert_metrics_match_funnel(manifest, counters, tmp_path)
 
 
 class Brittle(ModelHandler):
@@ -96,7 +107,7 @@ def test_a_model_batch_that_raises_becomes_dead_letters_and_the_run_goes_on(tmp_
     assert row["out"] == 40 - failed and manifest["totals"]["samples"] == 40 - failed
     found = [r for r in rejects(tmp_path) if r["step"] == "brittle"]
     assert "w013" in {r["id"] for r in found} and all("illegal memory access" in r["detail"] for r in found)
-    assert_metrics_match_funnel(manifest, counters)
+    assert_metrics_match_funnel(manifest, counters, tmp_path)
 
 
 def _word_from_row(row: dict, source: str) -> Word:
@@ -136,7 +147,7 @@ def test_unreadable_files_and_row_groups_are_read_step_dead_letters(tmp_path):
     sources = {r["source"]: r["reason"] for r in rejects(out)}
     assert any(s.endswith("garbage.parquet") and reason == "unreadable_file" for s, reason in sources.items())
     assert sources["groups.parquet@rowgroup1"] == "unreadable_row_group"
-    assert_metrics_match_funnel(manifest, counters)
+    assert_metrics_match_funnel(manifest, counters, out)
 
 
 def test_a_gzip_jsonl_cut_short_keeps_the_rows_before_the_cut(tmp_path):
@@ -166,6 +177,6 @@ def test_a_run_that_keeps_nothing_says_so_and_the_reader_names_why(tmp_path):
     assert validate_manifest(manifest) == [] and manifest["shards"] == [] and manifest["totals"]["samples"] == 0
     assert {r["step"]: r for r in manifest["funnel"]}["min_value"]["dropped"] == {"too_small": 40}
     assert len(rejects(tmp_path)) == 40
-    assert_metrics_match_funnel(manifest, counters)
+    assert_metrics_match_funnel(manifest, counters, tmp_path)
     with pytest.raises(ValueError, match=r"lists no shards: .*40 records.*min_value: too_small"):
         webdataset_from_manifest(str(tmp_path / "manifest.json"))

@@ -137,3 +137,36 @@ def test_train_quality_cli_writes_a_model(tmp_path, corpus):
     filt = QualityModelFilter(model_path=str(model)).load_model()
     assert filt.classifier.predict_proba([corpus.docs[40]["text"]])[0] > 0.5
     assert filt.classifier.predict_proba(["buy now cheap offer click here " * 10])[0] < 0.5
+
+
+def _advert(i: int) -> str:
+    products = ["garden chairs", "winter boots", "phone cases", "coffee makers", "desk lamps", "running shoes"]
+    product, other = products[i % len(products)], products[(i + 2) % len(products)]
+    return (
+        f"Get {10 + i % 40}% off all {product} this week only. Order today and we ship your {product} for free. "
+        f"Our {product} deals end on Sunday, so add them to your cart now. Customers who bought {product} also "
+        f"loved our {other}. Sign up for the newsletter and save another {5 + i % 10}% on your first order. "
+        f"Use the code SAVE{i} at checkout, then pay in four parts with no fees. Hurry, stock is limited."
+    )
+
+
+def test_a_trained_quality_model_judges_inside_curate_text(tmp_path, corpus):
+    good = tmp_path / "good.jsonl"
+    good.write_text("".join(json.dumps({"text": d["text"]}) + "\n" for d in corpus.docs[:40]))
+    bad = tmp_path / "bad.txt"
+    bad.write_text("\n\n".join(_advert(i) for i in range(40)))
+    model = tmp_path / "quality.npz"
+    assert main(["train-quality", "--positive", str(good), "--negative", str(bad), "--output", str(model)]) == 0
+    inputs = tmp_path / "in.jsonl"
+    held_out = [d for d in corpus.docs[40:] if d["url"].rsplit("/", 1)[-1] not in corpus.bad][:20]
+    adverts = [{"text": _advert(100 + i), "url": f"https://shop.example/ad{i}"} for i in range(8)]
+    inputs.write_text("".join(json.dumps({"text": d["text"], "url": d["url"]}) + "\n" for d in held_out + adverts))
+    config = load_config(text.TextConfig, text=TEST_CONFIG, overrides=[f"filters.quality_model.model_path={model}"])
+    out = tmp_path / "out"
+    text.run(str(inputs), str(out), config, ["--runner=DirectRunner"])
+    funnel = {row["step"]: row for row in load_manifest(str(out / "manifest.json"))["funnel"]}
+    assert funnel["quality_model"]["dropped"] == {"low_quality_score": 8}, "every advert, and only the adverts"
+    rejects = pq.read_table(out / "rejects").to_pylist()
+    judged = {r["url"] for r in rejects if r["step"] == "quality_model"}
+    assert judged == {d["url"] for d in adverts}
+    assert all(dict(r["stats"])["quality_model"] < 0.5 for r in rejects if r["step"] == "quality_model")
