@@ -6,7 +6,9 @@ metadata addresses, IPv4 and IPv6), and the connection goes to exactly the
 address that was checked: no second DNS lookup, so DNS rebinding cannot slip a
 forbidden address in. The ``Host`` header and, for HTTPS, SNI and certificate
 verification use the hostname. Redirects are followed by hand and every hop is
-checked again.
+checked again. A redirect from ``https`` to ``http`` is refused (``insecure_redirect``)
+unless ``allow_https_downgrade`` is set, and a redirect status without a ``Location``
+is a reject of its own (``redirect_without_location``).
 
 Connections are kept alive in pools keyed by ``(scheme, ip, port, hostname)``
 and the fetcher is safe to share between threads. :meth:`Fetcher.fetch` never
@@ -132,6 +134,9 @@ class FetchSettings:
             (headers included), so a server trickling bytes cannot hold a worker
             past it. Ends as ``timeout``, which is not retried.
         ca_certs: PEM bundle of trusted CAs for HTTPS; ``None`` uses certifi's.
+        allow_https_downgrade: Follow a redirect from an ``https`` URL to an
+            ``http`` one. Off by default: such a hop ends as ``insecure_redirect``
+            before anything connects to the ``http`` URL.
     """
 
     connect_timeout: float = 5.0
@@ -144,6 +149,7 @@ class FetchSettings:
     allow_networks: tuple[str, ...] = ()
     total_timeout: float = 60.0
     ca_certs: str | None = None
+    allow_https_downgrade: bool = False
 
     def __post_init__(self) -> None:
         if self.max_bytes < 1:
@@ -169,7 +175,9 @@ class FetchResult:
 
     ``reason`` is ``"ok"`` or one of ``invalid_url``, ``forbidden_address``,
     ``dns_error``, ``connection_error``, ``timeout``, ``too_large``,
-    ``too_many_redirects`` and ``http_<status>``. ``attempts`` counts the tries
+    ``too_many_redirects``, ``insecure_redirect`` (an ``https`` URL redirected to
+    ``http``), ``redirect_without_location`` (a 301, 302, 303, 307 or 308 with no
+    ``Location``) and ``http_<status>``. ``attempts`` counts the tries
     of the request that produced the outcome (the last hop of a redirect chain).
     """
 
@@ -503,10 +511,17 @@ class Fetcher:
                     detail=outcome.detail,
                 )
             try:
-                current = urllib.parse.urljoin(current, outcome.location)
+                following = urllib.parse.urljoin(current, outcome.location)
             except ValueError as exc:
                 detail = f"bad redirect Location {outcome.location!r}: {exc}"
                 return FetchResult(url, current, False, "invalid_url", outcome.status, detail=detail)
+            if target.scheme == "https" and not self._settings.allow_https_downgrade:
+                # The next hop's scheme, judged exactly as the next hop will parse it.
+                next_target = _parse_target(following)
+                if not isinstance(next_target, str) and next_target.scheme == "http":
+                    detail = f"{current} redirected to {following} (allow_https_downgrade is off)"
+                    return FetchResult(url, following, False, "insecure_redirect", outcome.status, detail=detail)
+            current = following
         return FetchResult(
             url,
             current,
@@ -600,8 +615,11 @@ class Fetcher:
         status = response.status
         content_type = response.headers.get("Content-Type")
         location = response.headers.get("Location")
-        if status in REDIRECT_STATUSES and location:
+        if status in REDIRECT_STATUSES:
             _discard(response)
+            if not (location or "").strip():
+                detail = f"HTTP {status} without a Location header"
+                return _Outcome("redirect_without_location", status, content_type=content_type, detail=detail)
             return _Outcome(f"http_{status}", status, content_type=content_type, location=location)
         if not 200 <= status < 300:
             _discard(response)

@@ -1,21 +1,31 @@
-"""Suite-wide guard: no test may open a connection outside the loopback range.
+"""Suite-wide guard: no process a test starts may reach, or look up, anything outside loopback.
 
-Tests model forbidden hosts with loopback addresses (127.0.0.2); this guard makes
-a connection to any non-loopback address fail loudly in the test process, so a
-broken fetcher guard cannot reach a real private, link-local or public host.
+Tests model forbidden hosts with loopback addresses (127.0.0.2); the guard
+(``tests/loopback_site/loopback_guard.py``) makes a connection to any non-loopback
+address, and a lookup of any name but ``localhost`` and names the tests register, fail
+loudly, so a broken fetcher guard cannot reach a real private, link-local or public host
+and no DNS query leaves the machine. It is installed here, in the pytest process, before
+any test module is imported, and through ``tests/loopback_site/sitecustomize.py`` in every
+Python process started from it: Beam's multi-processing workers, the job service, decoder
+children and ``python -c`` children alike.
 """
 
-import socket
+import os
+import sys
 
 import pytest
 
-from loopback_guard import guarded_connect, guarded_connect_ex, original_connect, original_connect_ex
+_SITE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "loopback_site")
+if _SITE not in sys.path:
+    sys.path.insert(0, _SITE)
+
+import loopback_guard  # noqa: E402 - the path above first
+
+loopback_guard.enable_for_children()
+loopback_guard.install()
 
 
 @pytest.fixture(autouse=True, scope="session")
 def loopback_only():
-    socket.socket.connect = guarded_connect
-    socket.socket.connect_ex = guarded_connect_ex
+    assert loopback_guard.installed(), "the loopback guard was removed from the test process"
     yield
-    socket.socket.connect = original_connect
-    socket.socket.connect_ex = original_connect_ex

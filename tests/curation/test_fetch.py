@@ -123,10 +123,22 @@ class OriginHandler(BaseHTTPRequestHandler):
                 self.reply(200, b"end")
             else:
                 self.reply(302, Location=f"/redirect/{left - 1}")
+        elif path.startswith("/hop/"):  # /hop/<status>/<left>: <left> redirects answered with <status>
+            _, _, status, left = path.split("/")
+            if int(left) == 0:
+                self.reply(200, b"end")
+            else:
+                self.reply(int(status), b"moved", Location=f"/hop/{status}/{int(left) - 1}")
+        elif path.startswith("/no-location/"):  # a redirect status with no Location header
+            self.reply(int(path.rsplit("/", 1)[1]), b"moved, but not saying where")
+        elif path.startswith("/empty-location/"):  # ... or with an empty one
+            self.reply(int(path.rsplit("/", 1)[1]), b"moved, but not saying where", Location="")
         elif path == "/loop":
             self.reply(301, Location="/loop")
         elif path == "/to":
             self.reply(302, Location=urllib.parse.unquote(query))
+        elif path.startswith("/to/"):  # /to/<status>?<location>
+            self.reply(int(path.rsplit("/", 1)[1]), Location=urllib.parse.unquote(query))
         else:
             self.reply(500, b"no such route")
 
@@ -484,6 +496,98 @@ def test_unparsable_redirect_location_is_an_invalid_url(origin, fetcher):
     result = fetcher.fetch(origin.url("/to?" + urllib.parse.quote("http://[broken/", safe="")))
     assert (result.ok, result.reason, result.status) == (False, "invalid_url", 302)
     assert "http://[broken/" in result.detail
+
+
+REDIRECT_CODES = (301, 302, 303, 307, 308)
+
+
+@pytest.mark.parametrize("status", REDIRECT_CODES)
+def test_every_redirect_status_is_followed(origin, fetcher, status):
+    result = fetcher.fetch(origin.url(f"/hop/{status}/2"))
+    assert (result.ok, result.reason, result.content) == (True, "ok", b"end")
+    assert result.final_url == origin.url(f"/hop/{status}/0")
+    assert [origin.hits[f"/hop/{status}/{n}"] for n in range(3)] == [1, 1, 1]
+
+
+@pytest.mark.parametrize("status", REDIRECT_CODES)
+def test_every_redirect_status_counts_against_max_redirects(origin, status):
+    with Fetcher(settings(max_redirects=2)) as fetcher:
+        within = fetcher.fetch(origin.url(f"/hop/{status}/2"))
+        beyond = fetcher.fetch(origin.url(f"/hop/{status}/3"))
+    assert (within.ok, within.content) == (True, b"end")
+    assert (beyond.ok, beyond.reason, beyond.final_url) == (False, "too_many_redirects", origin.url(f"/hop/{status}/0"))
+    assert origin.hits[f"/hop/{status}/3"] == 1 and origin.hits[f"/hop/{status}/0"] == 1  # only by `within`
+
+
+@pytest.mark.parametrize("route", ["no-location", "empty-location"])
+@pytest.mark.parametrize("status", REDIRECT_CODES)
+def test_a_redirect_without_a_location_is_a_named_reject(origin, fetcher, route, status):
+    result = fetcher.fetch(origin.url(f"/{route}/{status}"))
+    assert (result.ok, result.reason, result.status, result.content) == (False, "redirect_without_location", status, None)
+    assert (result.attempts, origin.hits[f"/{route}/{status}"]) == (1, 1)  # not retried
+    assert "Location" in result.detail
+
+
+# --------------------------------------------------------------------------- https -> http
+
+
+def to(server: Origin, status: int, location: str, host: str = "images.test") -> str:
+    return server.url(f"/to/{status}?" + urllib.parse.quote(location, safe=""), host=host)
+
+
+@pytest.mark.parametrize("status", REDIRECT_CODES)
+def test_an_https_to_http_redirect_is_refused_by_default(tls_origin, tls_files, status):
+    wire = Tripwire("127.0.0.1")  # the http side: counts every TCP connection made to it
+    table = {"images.test": ["127.0.0.1"]}
+    plain = f"http://images.test:{wire.port}/ok"
+    try:
+        with Fetcher(settings(ca_certs=tls_files["ca"]), resolver=resolver_for(table)) as fetcher:
+            result = fetcher.fetch(to(tls_origin, status, plain))
+        assert wire.connections() == 0  # refused before connecting
+    finally:
+        wire.sock.close()
+    assert FetchSettings().allow_https_downgrade is False
+    assert (result.ok, result.reason, result.status, result.final_url) == (False, "insecure_redirect", status, plain)
+    assert plain in result.detail and "allow_https_downgrade" in result.detail
+    assert tls_origin.hits[f"/to/{status}"] == 1
+
+
+def test_a_downgrade_later_in_the_chain_is_refused_too(tls_origin, tls_files, origin):
+    table = {"images.test": ["127.0.0.1"]}
+    plain = origin.url("/ok", host="images.test")
+    via_https = to(tls_origin, 301, to(tls_origin, 302, plain))  # https -> https -> http
+    with Fetcher(settings(ca_certs=tls_files["ca"]), resolver=resolver_for(table)) as fetcher:
+        result = fetcher.fetch(origin.url("/to?" + urllib.parse.quote(via_https, safe="")))  # from http
+    assert (result.ok, result.reason, result.final_url) == (False, "insecure_redirect", plain)
+    assert (tls_origin.hits["/to/301"], tls_origin.hits["/to/302"], origin.hits["/ok"]) == (1, 1, 0)
+
+
+def test_an_https_to_http_redirect_is_followed_when_allowed(tls_origin, tls_files, origin):
+    table = {"images.test": ["127.0.0.1"]}
+    plain = origin.url("/ok", host="images.test")
+    allowed = settings(ca_certs=tls_files["ca"], allow_https_downgrade=True)
+    with Fetcher(allowed, resolver=resolver_for(table)) as fetcher:
+        result = fetcher.fetch(to(tls_origin, 302, plain))
+    assert (result.ok, result.reason, result.content, result.final_url) == (True, "ok", PNG, plain)
+    assert origin.hits["/ok"] == 1
+
+
+def test_redirects_that_keep_or_gain_tls_are_followed(tls_origin, tls_files, origin):
+    table = {"images.test": ["127.0.0.1"]}
+    secure = tls_origin.url("/ok", host="images.test")
+    with Fetcher(settings(ca_certs=tls_files["ca"]), resolver=resolver_for(table)) as fetcher:
+        https_to_https = fetcher.fetch(to(tls_origin, 307, secure))
+        http_to_https = fetcher.fetch(to(origin, 308, secure))
+    assert (https_to_https.ok, https_to_https.content, https_to_https.final_url) == (True, PNG, secure)
+    assert (http_to_https.ok, http_to_https.content, http_to_https.final_url) == (True, PNG, secure)
+
+
+def test_allow_https_downgrade_is_a_config_key():
+    from curation.config import load_config
+    from pipelines.pairs import PairsConfig
+
+    assert load_config(PairsConfig, text="fetch: {}\n").fetch.allow_https_downgrade is False
+    assert load_config(PairsConfig, overrides=["fetch.allow_https_downgrade=true"]).fetch.allow_https_downgrade
 
 
 # --------------------------------------------------------------------------- address checks

@@ -168,6 +168,37 @@ def test_redirects_share_the_deadline(server_factory):
     assert len(hops) < 8  # unbounded, all 21 hops of 0.6 s are made
 
 
+def test_a_body_trickled_forever_is_cut_at_total_timeout(server_factory):
+    """One byte every 0.2 s with no end in sight (no Content-Length, no close): each read succeeds
+    well within read_timeout, so only the total deadline can stop it, and it must, at the deadline."""
+    hung_up = []
+
+    def trickle_forever(conn, stopped):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nConnection: close\r\n\r\n")
+        watchdog = time.monotonic() + DRIP_SECONDS  # only so that a regressed fetcher fails instead of hanging
+        try:
+            while not stopped.is_set() and time.monotonic() < watchdog:
+                conn.sendall(b"j")
+                time.sleep(0.2)
+        finally:
+            hung_up.append(time.monotonic())
+
+    server = server_factory(trickle_forever)
+    total = 1.5
+    with Fetcher(settings(total_timeout=total, read_timeout=5.0, retries=3, max_bytes=10_000_000)) as fetcher:
+        start = time.monotonic()
+        result = fetcher.fetch(server.url())
+        elapsed = time.monotonic() - start
+    assert (result.ok, result.reason, result.content) == (False, "timeout", None)
+    assert f"total_timeout={total}" in result.detail
+    assert total - 0.05 <= elapsed < total + 2.0  # cut at the cap: not before it, not long after
+    assert (result.attempts, server.accepted) == (1, 1)  # the deadline is spent: no retry
+    deadline = time.monotonic() + 5.0
+    while not hung_up and time.monotonic() < deadline:  # the fetcher hung up: the server's send fails
+        time.sleep(0.05)
+    assert hung_up and hung_up[0] - start < total + 3.0
+
+
 def test_a_fast_response_is_unaffected(server_factory):
     def answer(conn, stopped):
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
