@@ -130,7 +130,18 @@ def test_text_is_decoded_extracted_and_in_order(runs, corpus):
         joined = " ".join(seg["text"] for seg in info["segments"] if seg["type"] == "text")
         assert "cookies" not in joined and "All rights reserved" not in joined and "Most read" not in joined
         assert "clip_score" in info["stats"]
-        assert isinstance(info["meta"]["image_moves"], list)
+
+
+def test_images_move_only_to_sentences_that_match_them_better(runs, config):
+    moves = [move for info, _ in pages(runs["multiprocess"]).values() for move in info["meta"]["image_moves"]]
+    assert moves, "the tiny CLIP's similarities move some images on the generated pages"
+    margin = config.reorder_margin
+    for move in moves:
+        assert move["new_score"] > move["old_score"] + margin
+        assert move["sentences_moved"] == move["from_anchor"] - move["to_anchor"] > 0
+    for info, _ in pages(runs["multiprocess"]).values():
+        images = [seg["image"] for seg in info["segments"] if seg["type"] == "image"]
+        assert len(images) == len(set(images)), "a move never copies or loses an image"
 
 
 def test_manifest_counts_every_page(runs, corpus):
@@ -171,7 +182,12 @@ def test_resuming_from_stages_reproduces_or_refilters_the_shards(runs, config, t
     interleaved.run("unused", str(tmp_path / "half"), half, ["--runner=DirectRunner"], resume_from="clip_score")
     funnel = load_manifest(str(tmp_path / "half" / "manifest.json"))["funnel"]
     kept = len(pages(runs["multiprocess"]))
-    assert funnel[0]["in"] == kept and 0 < funnel[-1]["out"] < kept, "the new threshold applies on resume"
+    assert funnel[0]["in"] == kept and abs(funnel[-1]["out"] - kept / 2) <= 1, "half of the pages, within one"
+    kept_scores = [info["stats"]["clip_score"] for info, _ in pages(tmp_path / "half").values()]
+    dropped_scores = [dict(r["stats"])["clip_score"] for r in pq.read_table(tmp_path / "half" / "rejects").to_pylist()
+                      if r["reason"] == "low_clip_score"]
+    assert len(kept_scores) + len(dropped_scores) == kept
+    assert min(kept_scores) >= max(dropped_scores), "the pages kept are the best-scoring half"
 
 
 def test_stage_options_that_mean_nothing_are_refused(config):

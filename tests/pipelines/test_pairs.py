@@ -97,9 +97,14 @@ def test_each_bad_input_is_rejected_for_its_reason(runs, pairs_input):
             assert got in ([], ["low_clip_score"]), (key, got)
         else:
             assert got == [expect], (key, got)
-    clip_dropped = sum(r["reason"] == "low_clip_score" for r in rejects)
-    assert clip_dropped >= 1, "the corpus-quantile CLIP filter dropped nothing"
     assert len(kept) == manifest["totals"]["samples"]
+    # keep_fraction 0.9 of the pairs that reach the CLIP step: the best-scoring 90%, within one pair
+    clip = {row["step"]: row for row in manifest["funnel"]}["clip_score"]
+    assert abs(clip["out"] - 0.9 * clip["in"]) <= 1 and clip["dropped"] == {"low_clip_score": clip["in"] - clip["out"]}
+    dropped_scores = [dict(r["stats"])["clip_score"] for r in rejects if r["reason"] == "low_clip_score"]
+    kept_scores = [json.loads(s["json"])["stats"]["clip_score"]
+                   for s in webdataset_from_manifest(str(runs["direct"] / "manifest.json"), decode=None)]
+    assert min(kept_scores) >= max(dropped_scores), "the pairs kept score at least as high as those dropped"
 
 
 def test_manifest_records_models_config_and_random_weights(runs, pairs_config):
