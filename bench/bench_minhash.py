@@ -30,10 +30,11 @@ from collections.abc import Callable
 import datasketch
 import numpy as np
 
+from curation.greedy_dedup import resolve_in_order
 from curation.minhash import (
     MinHashSettings,
+    SignatureSimilarity,
     band_keys,
-    duplicates_in_bucket,
     estimated_jaccard,
     normalize_for_dedup,
     shingles,
@@ -154,12 +155,12 @@ def _partition(buckets: list[set[str]]) -> set[frozenset[str]]:
 
 
 def _dropped(buckets: list[set[str]], sigs: dict[str, np.ndarray]) -> set[str]:
-    """The pipeline's rule: every id that some bucket finds a verified duplicate."""
-    return {
-        dup
-        for members in buckets
-        for dup, _ in duplicates_in_bucket([(m, sigs[m]) for m in members], SETTINGS.threshold)
-    }
+    """The pipeline's rule (:mod:`curation.greedy_dedup`): in id order, every id that is a
+    verified near duplicate of a kept id it shares a bucket with."""
+    settled = resolve_in_order(
+        [[(m, sigs[m], None) for m in members] for members in buckets], SignatureSimilarity(SETTINGS.threshold)
+    )
+    return {doc_id for doc_id, kept in settled if not kept}
 
 
 def check_identical(texts: list[str]) -> dict[str, int]:

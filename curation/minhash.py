@@ -18,19 +18,18 @@ Locality-sensitive hashing groups the candidates: the signature is cut into
 and documents sharing any key land in one bucket. With the defaults (14 x 8) a
 pair with Jaccard 0.9 shares a key with probability 0.9996, 0.8 with 0.92,
 0.7 with 0.56 and 0.5 with 0.05. Candidates in a bucket are then verified on
-their whole signatures (:func:`duplicates_in_bucket`), which removes the LSH
+their whole signatures (:class:`SignatureSimilarity`), which removes the LSH
 false positives.
 
 How a pipeline uses it: emit ``(key, (id, signature))`` for every band key,
-group by key, call :func:`duplicates_in_bucket` on each group, and drop every
-id that shows up as a duplicate in any bucket. A document is dropped when some
-lexicographically smaller document in one of its buckets is a verified near
-duplicate, so of each group of mutual near duplicates exactly one document
-stays, the one with the smallest id (up to the rare pair LSH misses),
-whatever the runner, the sharding or the order of the input. Buckets are
-judged independently: a document dropped in one bucket still counts as kept in
-another, so in a chain ``a ~ b ~ c`` (``a`` and ``c`` not similar) ``c`` is
-dropped too when it shares a bucket with ``b`` but not with ``a``.
+group by key, and judge the buckets by the rule of :mod:`curation.greedy_dedup`
+with :class:`SignatureSimilarity`: in id order, a document is dropped when it
+is a verified near duplicate of a document already kept, and its reject names
+the smallest such kept document. So every reject names a kept document, and in
+a chain ``a ~ b ~ c`` (``a`` and ``c`` not similar) ``a`` and ``c`` both stay.
+The outcome is the same whatever the runner, the sharding or the order of the
+input (up to the rare pair LSH misses, which is never compared).
+:func:`duplicates_in_bucket` is that rule inside one bucket.
 
 Everything here is deterministic across processes and machines: shingle hashes
 are plain integer arithmetic, band keys blake2b, and the permutations come from
@@ -249,9 +248,25 @@ def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.count_nonzero(a == b)) / a.size
 
 
-def duplicates_in_bucket(members: Sequence[tuple[str, np.ndarray]], threshold: float) -> list[tuple[str, str]]:
-    """Verified near duplicates among the members of one LSH bucket.
+@dataclass(frozen=True)
+class SignatureSimilarity:
+    """Verification of a candidate pair: signatures agreeing in at least ``threshold`` of their
+    positions (the :func:`estimated_jaccard`); the similarity of :mod:`curation.greedy_dedup`."""
 
+    threshold: float
+
+    def stack(self, signatures: Sequence[np.ndarray]) -> np.ndarray:
+        return np.stack(signatures)
+
+    def __call__(self, rows: np.ndarray, sig: np.ndarray) -> np.ndarray:
+        return np.count_nonzero(rows == sig, axis=1) / sig.size >= self.threshold
+
+
+def duplicates_in_bucket(members: Sequence[tuple[str, np.ndarray]], threshold: float) -> list[tuple[str, str]]:
+    """Verified near duplicates among the members of one LSH bucket, judged alone.
+
+    This is the rule of :mod:`curation.greedy_dedup` applied to one bucket; a pipeline
+    judges all buckets together (a member dropped in one bucket is dropped in all).
     Members are visited in increasing id order (string order). A member whose
     estimated Jaccard with an already *kept* member reaches ``threshold`` is a
     duplicate of the smallest such kept id; otherwise it is kept. Only kept

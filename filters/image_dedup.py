@@ -5,9 +5,13 @@ hashes differ in at most ``max_distance`` bits are near copies (the same picture
 re-encoded or resized). Finding them without comparing every pair: cut the hash
 into ``max_distance + 1`` bands; two hashes within the distance agree on at
 least one whole band (pigeonhole), so only images sharing a band key are
-compared (:func:`phash_band_keys`, :func:`canonical_in_bucket`). Each image then
-maps to a canonical image, the smallest sha256 among its near copies in the
-buckets it shares, so the choice is the same on every runner.
+compared (:func:`phash_band_keys`, :class:`PhashSimilarity`). Which image stands
+for which follows the rule of :mod:`curation.greedy_dedup`: in sha256 order an
+image is canonical unless it is a near copy of an image already canonical, and a
+near copy becomes the smallest canonical image within ``max_distance`` of it.
+So an image is only ever replaced by a canonical image it is itself a near copy
+of: in a chain ``a ~ b ~ c`` (``a`` and ``c`` more than ``max_distance`` apart)
+``b`` becomes ``a`` and ``c`` stays itself. The choice is the same on every runner.
 
 OBELICS drops images that recur on many pages (logos, banners, buttons): once
 copies are merged, an image found on more than ``max_pages`` distinct pages is
@@ -16,13 +20,12 @@ dropped everywhere (:meth:`ImageDedupSettings.too_common`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 PHASH_BITS = 64
-_ROWS = 1024
 
 
 @dataclass(frozen=True)
@@ -61,17 +64,15 @@ def phash_band_keys(phash: str, max_distance: int) -> list[str]:
     ]
 
 
-def canonical_in_bucket(members: Sequence[tuple[str, str]], max_distance: int) -> Iterable[tuple[str, str]]:
-    """For each ``(sha256, phash)`` of a bucket, the smallest sha256 within ``max_distance`` of it.
+@dataclass(frozen=True)
+class PhashSimilarity:
+    """Near copies: pHashes at most ``max_distance`` bits apart; the similarity of
+    :mod:`curation.greedy_dedup`. Payloads are the 16-hex-digit pHashes."""
 
-    Yields ``(sha256, canonical_sha256)`` for every distinct member (itself when
-    it has no smaller near copy). The caller keeps the smallest canonical over all
-    of an image's buckets.
-    """
-    unique = sorted(set(members))
-    shas = [sha for sha, _ in unique]
-    hashes = np.array([int(phash, 16) for _, phash in unique], dtype=np.uint64)
-    for start in range(0, len(shas), _ROWS):  # rows in chunks: memory stays O(rows x bucket)
-        near = np.bitwise_count(hashes[start : start + _ROWS, None] ^ hashes[None, :]) <= max_distance
-        for row, first in enumerate(np.argmax(near, axis=1)):  # shas are sorted: the first True is the smallest
-            yield shas[start + row], shas[int(first)]
+    max_distance: int
+
+    def stack(self, phashes: Sequence[str]) -> np.ndarray:
+        return np.array([int(phash, 16) for phash in phashes], dtype=np.uint64)
+
+    def __call__(self, rows: np.ndarray, row: np.uint64) -> np.ndarray:
+        return np.bitwise_count(rows ^ row) <= self.max_distance

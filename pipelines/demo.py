@@ -15,6 +15,7 @@ import dataclasses
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -101,12 +102,8 @@ def run_documents_demo(output_dir: str, beam_args: list[str] | None = None) -> d
     input_dir = os.path.join(output_dir, "input")
     cases = write_document_inputs(input_dir)
     config = load_config(documents.DocumentsConfig, str(CONFIGS / "documents-demo.yaml"))
-    with LLMServer() as server:
-        config = dataclasses.replace(config, generator=dataclasses.replace(config.generator, endpoint=server.base_url))
-        print(f"demo: {len(cases)} document files in {input_dir}; QA pairs by a rule-based stand-in on "
-              f"{server.base_url} (use --generator-model or --generator-endpoint for a real model)")
-        documents.run(os.path.join(input_dir, "*"), output_dir, config, beam_args or ["--runner=DirectRunner"])
-    return load_manifest(FileSystems.join(output_dir, "manifest.json"), opener=FileSystems.open)
+    return _with_stand_in(documents, config, os.path.join(input_dir, "*"), output_dir, beam_args,
+                          f"{len(cases)} document files in {input_dir}; QA pairs")
 
 
 def run_video_demo(output_dir: str, beam_args: list[str] | None = None) -> dict:
@@ -116,9 +113,16 @@ def run_video_demo(output_dir: str, beam_args: list[str] | None = None) -> dict:
     input_dir = os.path.join(output_dir, "input")
     cases = write_video_inputs(input_dir)
     config = load_config(video.VideoConfig, str(CONFIGS / "video-demo.yaml"))
+    return _with_stand_in(video, config, os.path.join(input_dir, "*.mp4"), output_dir, beam_args,
+                          f"{len(cases)} video files in {input_dir}; frames described")
+
+
+def _with_stand_in(pipeline: Any, config: Any, input_glob: str, output_dir: str, beam_args: list[str] | None,
+                   what: str) -> dict:
+    """Runs ``pipeline`` with its generator pointed at a rule-based stand-in served on 127.0.0.1."""
     with LLMServer() as server:
         config = dataclasses.replace(config, generator=dataclasses.replace(config.generator, endpoint=server.base_url))
-        print(f"demo: {len(cases)} video files in {input_dir}; frames described by a rule-based stand-in on "
-              f"{server.base_url} (use --generator-model or --generator-endpoint for a real model)")
-        video.run(os.path.join(input_dir, "*.mp4"), output_dir, config, beam_args or ["--runner=DirectRunner"])
+        print(f"demo: {what} by a rule-based stand-in on {server.base_url} "
+              "(use --generator-model or --generator-endpoint for a real model)")
+        pipeline.run(input_glob, output_dir, config, beam_args or ["--runner=DirectRunner"])
     return load_manifest(FileSystems.join(output_dir, "manifest.json"), opener=FileSystems.open)

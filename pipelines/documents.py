@@ -25,7 +25,6 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
@@ -44,7 +43,7 @@ from filters.language import LanguageFilter
 from manifests.samples import document_page_sample
 from manifests.shards import ShardSettings
 from pipelines.executor import runner
-from pipelines.io import MatchPaths
+from pipelines.io import ReadFiles
 from pipelines.models import TEXT_LAYER_KEY
 from pipelines.recipe import (
     Checkpoint, Dedup, FanOut, Filter, Model, Read, Recipe, Samples, keep_first, model_entry, without,
@@ -139,23 +138,6 @@ def _read_file(path: str, settings: DocumentSettings) -> Iterable[Any]:
     yield DocumentSource(id=content_id(data), source=name, kind="file", data=data, meta={"file": name})
 
 
-class ReadDocumentFiles(beam.PTransform):
-    """PDFs and page images matching a glob, one file per task."""
-
-    def __init__(self, pattern: str, settings: DocumentSettings):
-        super().__init__()
-        self._pattern = pattern
-        self._settings = settings
-
-    def expand(self, pipeline: beam.Pipeline) -> beam.PCollection:
-        return (
-            pipeline
-            | "Match" >> MatchPaths(self._pattern)
-            | "SpreadFiles" >> beam.Reshuffle()
-            | "ReadFiles" >> beam.FlatMap(_read_file, self._settings)
-        )
-
-
 def _source_field(kind: str, settings: RenderSettings) -> str:
     return settings.field or {"render-text": "text", "render-chart": "chart", "render-latex": "latex"}[kind]
 
@@ -186,23 +168,6 @@ def _read_sources(path: str, kind: str, settings: RenderSettings) -> Iterable[An
     except Exception as error:  # a file that breaks mid-way: one dead letter, rows read so far stay
         yield Reject(id=content_id(path), source=name, step="read", reason="unreadable_file", dead_letter=True,
                      detail=repr(error)[:500])
-
-
-class ReadRenderSources(beam.PTransform):
-    """JSONL rendering sources (plain, .gz, .zst) matching a glob, one file per task."""
-
-    def __init__(self, pattern: str, kind: str, settings: RenderSettings):
-        super().__init__()
-        self._args = (pattern, kind, settings)
-
-    def expand(self, pipeline: beam.Pipeline) -> beam.PCollection:
-        pattern, kind, settings = self._args
-        return (
-            pipeline
-            | "Match" >> MatchPaths(pattern)
-            | "SpreadFiles" >> beam.Reshuffle()
-            | "ReadSources" >> beam.FlatMap(_read_sources, kind, settings)
-        )
 
 
 # --------------------------------------------------------------------------- pages
@@ -307,9 +272,9 @@ def _qa_step(config: DocumentsConfig) -> Model | None:
 def recipe(config: DocumentsConfig) -> Recipe:
     """The documents recipe for ``config.kind``."""
     if config.kind == "ocr":
-        read = Read(source=lambda glob: ReadDocumentFiles(glob, config.documents))
+        read = Read(source=lambda glob: ReadFiles(glob, _read_file, config.documents))
     else:
-        read = Read(source=lambda glob: ReadRenderSources(glob, config.kind, config.render))
+        read = Read(source=lambda glob: ReadFiles(glob, _read_sources, config.kind, config.render))
     filters = config.filters
     return Recipe(
         record_type=DocumentPage,

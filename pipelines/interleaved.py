@@ -46,13 +46,14 @@ from curation.web_pages import (
     select_image_refs,
 )
 from filters.clip_score import ClipScoreFilter
-from filters.image_dedup import ImageDedupSettings, canonical_in_bucket, phash_band_keys
+from filters.image_dedup import ImageDedupSettings, PhashSimilarity, phash_band_keys
 from filters.image_quality import ImageQualityFilter
 from filters.image_url import ImageUrlFilter
 from filters.language import LanguageFilter
 from filters.web_text import TextRules, WebTextQualityFilter, filter_paragraphs
 from manifests.samples import interleaved_sample
 from manifests.shards import ShardSettings
+from pipelines.dedup import GreedyDedup
 from pipelines.executor import runner
 from pipelines.registry import CLIP_FLAGS, PipelineCommand, check_clip_weights
 from pipelines.io import MatchPaths
@@ -245,8 +246,7 @@ def _canonical_outcomes(item: tuple[str, Iterable[tuple[str, dict]]], settings: 
     """One canonical image and its copies -> ``(page id, (url, outcome))`` for every reference."""
     canonical_sha, members = item
     members = sorted(members, key=lambda m: m[0])
-    images = {sha: info["image"] for sha, info in members}
-    canonical = images.get(canonical_sha) or images[members[0][0]]  # a one-hop chain may point outside
+    canonical = {sha: info["image"] for sha, info in members}[canonical_sha]  # a canonical image is its own
     pages = {page for _, info in members for page in info["pages"]}
     outcome: Any = ("image_dedup", "on_too_many_pages") if settings.too_common(len(pages)) else canonical
     for _, info in members:
@@ -257,6 +257,9 @@ def _canonical_outcomes(item: tuple[str, Iterable[tuple[str, dict]]], settings: 
 
 class DedupImages(beam.PTransform):
     """Merges exact and perceptual copies corpus-wide and drops images on too many pages.
+
+    A near copy becomes the smallest canonical image within ``max_distance`` of it, by the
+    rule of :class:`pipelines.dedup.GreedyDedup` (:mod:`filters.image_dedup`).
 
     Input: ``(url, pages, ImageData)``. Output: ``(page id, (url, canonical ImageData | (step, reason)))``.
     """
@@ -273,16 +276,12 @@ class DedupImages(beam.PTransform):
             | "GroupExactCopies" >> beam.GroupByKey()
             | "MergeExactCopies" >> beam.Map(_by_sha)
         )
-        canonical = (
+        canonical = (  # (sha256, canonical sha256) of every near copy that is not canonical itself
             by_sha
             | "PhashBands"
-            >> beam.FlatMap(
-                lambda kv: [(key, (kv[0], kv[1]["image"].phash))
-                            for key in phash_band_keys(kv[1]["image"].phash, settings.max_distance)]
-            )
-            | "GroupBands" >> beam.GroupByKey()
-            | "NearestInBucket" >> beam.FlatMap(lambda kv: canonical_in_bucket(list(kv[1]), settings.max_distance))
-            | "SmallestCanonical" >> beam.CombinePerKey(min)
+            >> beam.Map(lambda kv: (kv[0], kv[1]["image"].phash,
+                                    phash_band_keys(kv[1]["image"].phash, settings.max_distance)))
+            | "NearCopies" >> GreedyDedup(PhashSimilarity(settings.max_distance))
         )
         return (
             {"info": by_sha, "canonical": canonical}

@@ -74,6 +74,25 @@ class MatchPaths(beam.PTransform):
         )
 
 
+class ReadFiles(beam.PTransform):
+    """Files matching a glob, spread over workers, each read by ``read_one(path, *args)`` (which
+    yields records and read-step :class:`Reject` rows), one file per task."""
+
+    def __init__(self, pattern: str, read_one: Callable[..., Iterable[Any]], *args: Any):
+        super().__init__()
+        self._pattern = pattern
+        self._read_one = read_one
+        self._args = args
+
+    def expand(self, pipeline: beam.Pipeline) -> beam.PCollection:
+        return (
+            pipeline
+            | "Match" >> MatchPaths(self._pattern)
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "ReadFiles" >> beam.FlatMap(self._read_one, *self._args)
+        )
+
+
 class ReadParquetRecords(beam.PTransform):
     """Reads every row of every Parquet file matching a glob, in parallel by row group.
 

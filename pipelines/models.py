@@ -133,13 +133,17 @@ class ClipCaptionHandler(_ClipHandler):
 
 
 class _GeneratorHandler(ModelHandler):
-    """A generator loaded once per worker; batches of ``spec.batch_size`` records (an endpoint's
-    batches are larger, to keep ``spec.concurrency`` requests in flight)."""
+    """A generator loaded once per worker, with the prompt, settings and seed its batches use;
+    batches of ``spec.batch_size`` records (an endpoint's batches are larger, to keep
+    ``spec.concurrency`` requests in flight)."""
 
-    def __init__(self, spec: GeneratorSpec):
+    def __init__(self, spec: GeneratorSpec, template: Any, settings: Any, seed: int = 0):
         batch = spec.batch_size if spec.backend == "transformers" else max(spec.batch_size, 2 * spec.concurrency)
         super().__init__(min_batch_size=1, max_batch_size=batch)
         self._spec = spec
+        self._template = template
+        self._settings = settings
+        self._seed = seed
 
     def load_model(self) -> Generator:
         return load_cached_generator(self._spec, opener=FileSystems.open)
@@ -154,8 +158,7 @@ class RewriteHandler(_GeneratorHandler):
     """
 
     def __init__(self, spec: GeneratorSpec, template: PromptTemplate, rewrite: Any):
-        super().__init__(spec)
-        self._template = template
+        super().__init__(spec, template, rewrite, rewrite.seed)
         self._rewrite = rewrite
         # The CLIP margin needs CLIP scores: it runs in its own step after the rewrite.
         self._checks = default_checks(dataclasses.replace(rewrite.checks, clip_margin=None))
@@ -250,12 +253,6 @@ class QAHandler(_GeneratorHandler):
     """Writes question-answer pairs about each page's transcription with a generator, checked
     and retried (:func:`synth.qa.write_qa`); ``meta["qa"]`` says how it went."""
 
-    def __init__(self, spec: GeneratorSpec, template: Any, settings: Any, seed: int = 0):
-        super().__init__(spec)
-        self._template = template
-        self._settings = settings
-        self._seed = seed
-
     def run_inference(
         self, batch: Sequence[DocumentPage], model: Generator, inference_args: dict[str, Any] | None = None
     ) -> Iterable[DocumentPage]:
@@ -275,12 +272,6 @@ class QAHandler(_GeneratorHandler):
 class FrameCaptionHandler(_GeneratorHandler):
     """Describes the sampled frames of videos (:func:`synth.video_text.caption_windows`), a window
     of ``settings.window`` frames per request; ``meta["captions"]`` says how it went."""
-
-    def __init__(self, spec: GeneratorSpec, template: Any, settings: Any, seed: int = 0):
-        super().__init__(spec)
-        self._template = template
-        self._settings = settings
-        self._seed = seed
 
     def run_inference(
         self, batch: Sequence[VideoClip], model: Generator, inference_args: dict[str, Any] | None = None
@@ -322,10 +313,9 @@ class VideoTextHandler(_GeneratorHandler):
     and ``meta["qa"]`` say how they went."""
 
     def __init__(self, spec: GeneratorSpec, prompts: tuple[Any, Any], settings: tuple[Any, Any], seed: int = 0):
-        super().__init__(spec)
+        super().__init__(spec, prompts, settings, seed)
         self._summary_prompt, self._qa_prompt = prompts
         self._summary_settings, self._qa_settings = settings
-        self._seed = seed
 
     def run_inference(
         self, batch: Sequence[VideoClip], model: Generator, inference_args: dict[str, Any] | None = None

@@ -136,7 +136,8 @@ def model_entry(spec: Any, role: str, **details: Any) -> dict[str, Any]:
 class Dedup(Step):
     """One record per ``key``: ``choose(copies) -> (kept, others)``; the others are
     rejected with ``reason`` and ``detail(kept)``. With ``minhash`` instead of ``key``,
-    near-duplicates by MinHash LSH are dropped (``near_duplicate``)."""
+    near-duplicates by MinHash LSH are dropped (``near_duplicate``, detail ``kept <id>``, a
+    kept record: the rule of :class:`pipelines.dedup.NearDedup`)."""
 
     key: Callable[[Any], Any] | None = None
     choose: Callable[[list], tuple[Any, list]] | None = None

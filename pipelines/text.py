@@ -34,7 +34,7 @@ from manifests.samples import packed_sequence_sample
 from manifests.shards import ShardSettings
 from pipelines.executor import runner
 from pipelines.registry import Flag, PipelineCommand
-from pipelines.io import MatchPaths
+from pipelines.io import ReadFiles
 from pipelines.recipe import (
     Checkpoint, Corpus, Dedup, Filter, Map, Model, Packed, Read, Recipe, StepOutput, keep_first, model_entry, without,
 )
@@ -130,23 +130,6 @@ def _read_file(path: str, columns: TextColumns) -> Iterable[Any]:
     except Exception as error:  # a truncated or corrupt file: one dead letter, rows read so far stay
         yield Reject(id=path, source=name, step="read", reason="unreadable_file", dead_letter=True,
                      detail=repr(error)[:500])
-
-
-class ReadTextFiles(beam.PTransform):
-    """JSONL (plain, .gz, .zst) and Parquet files matching a glob, one file per task."""
-
-    def __init__(self, pattern: str, columns: TextColumns):
-        super().__init__()
-        self._pattern = pattern
-        self._columns = columns
-
-    def expand(self, pipeline: beam.Pipeline) -> beam.PCollection:
-        return (
-            pipeline
-            | "Match" >> MatchPaths(self._pattern)
-            | "SpreadFiles" >> beam.Reshuffle()
-            | "ReadFiles" >> beam.FlatMap(_read_file, self._columns)
-        )
 
 
 def _c4_cleaned(doc: TextDoc, settings: C4QualityFilter) -> TextDoc | Reject:
@@ -291,7 +274,7 @@ def recipe(config: TextConfig) -> Recipe:
     return Recipe(
         record_type=TextDoc,
         steps=without([
-            Read(source=lambda glob: ReadTextFiles(glob, columns)),
+            Read(source=lambda glob: ReadFiles(glob, _read_file, columns)),
             Dedup(name="exact_dedup", key=lambda d: exact_key(d.text), choose=keep_first(lambda d: (d.source, d.id)),
                   detail=lambda kept: f"same as {kept.source}") if dedup.exact else None,
             Map(name="c4_clean", fn=lambda doc: _c4_cleaned(doc, c4)) if config.c4_clean else None,

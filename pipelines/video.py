@@ -23,7 +23,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
-import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
@@ -39,7 +38,7 @@ from filters.video_frames import BlankFrameFilter
 from manifests.samples import video_sample
 from manifests.shards import ShardSettings
 from pipelines.executor import runner
-from pipelines.io import MatchPaths
+from pipelines.io import ReadFiles
 from pipelines.recipe import (
     Checkpoint, Dedup, FanOut, Filter, Map, Model, Read, Recipe, Route, Samples, keep_first, model_entry, without,
 )
@@ -111,23 +110,6 @@ def _video_file(path: str, settings: VideoSettings) -> Iterable[Any]:
                      detail=f"{size} bytes, over {settings.max_file_bytes}")
         return
     yield VideoClip(id=content_id(path), source=name, path=path, meta={"file": name, "bytes": size})
-
-
-class ReadVideoFiles(beam.PTransform):
-    """Video files matching a glob (any Beam filesystem), one record per file, spread over workers."""
-
-    def __init__(self, pattern: str, settings: VideoSettings):
-        super().__init__()
-        self._pattern = pattern
-        self._settings = settings
-
-    def expand(self, pipeline: beam.Pipeline) -> beam.PCollection:
-        return (
-            pipeline
-            | "Match" >> MatchPaths(self._pattern)
-            | "SpreadFiles" >> beam.Reshuffle()
-            | "ReadFiles" >> beam.FlatMap(_video_file, self._settings)
-        )
 
 
 @contextmanager
@@ -309,7 +291,7 @@ def recipe(config: VideoConfig) -> Recipe:
     return Recipe(
         record_type=VideoClip,
         steps=without([
-            Read(source=lambda glob: ReadVideoFiles(glob, config.video)),
+            Read(source=lambda glob: ReadFiles(glob, _video_file, config.video)),
             FanOut(name="decode", item_step="frame_dedup", explode=lambda clip: video_frames(clip, config.video),
                    steps=frame_steps, gather=gather_frames, funnel_key="frame_funnel"),
             Dedup(name="video_dedup", key=lambda clip: clip.meta["sha256"], choose=keep_first(lambda clip: clip.source),

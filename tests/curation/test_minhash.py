@@ -10,8 +10,10 @@ import datasketch
 import numpy as np
 import pytest
 
+from curation.greedy_dedup import resolve_in_order
 from curation.minhash import (
     MinHashSettings,
+    SignatureSimilarity,
     band_keys,
     duplicates_in_bucket,
     estimated_jaccard,
@@ -332,8 +334,10 @@ def _planted_corpus() -> dict[str, str]:
 
 
 def _dropped(buckets: list[set[str]], sigs: dict[str, np.ndarray]) -> set[str]:
-    members = ([(m, sigs[m]) for m in bucket] for bucket in buckets)
-    return {dup for bucket in members for dup, _ in duplicates_in_bucket(bucket, SETTINGS.threshold)}
+    """The pipeline's rule over all buckets (:mod:`curation.greedy_dedup`)."""
+    settled = resolve_in_order([[(m, sigs[m], None) for m in bucket] for bucket in buckets],
+                               SignatureSimilarity(SETTINGS.threshold))
+    return {doc_id for doc_id, kept in settled if not kept}
 
 
 def test_signatures_buckets_and_decisions_equal_datasketch_legacy_lsh():

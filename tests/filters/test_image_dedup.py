@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from filters.image_dedup import ImageDedupSettings, canonical_in_bucket, phash_band_keys
+from filters.image_dedup import ImageDedupSettings, PhashSimilarity, phash_band_keys
 
 
 def _flip(phash: str, bits: list[int]) -> str:
@@ -30,11 +30,14 @@ def test_distant_hashes_rarely_share_a_band():
     assert shared < 10
 
 
-def test_canonical_is_the_smallest_sha_within_the_distance():
+def test_near_copies_are_within_the_distance_inclusive():
     base = "f0f0f0f0f0f0f0f0"
-    members = [("c", base), ("a", _flip(base, [1, 2])), ("b", _flip(base, [1, 2, 3, 4, 5, 6, 7, 8])), ("c", base)]
-    result = dict(canonical_in_bucket(members, max_distance=4))
-    assert result == {"a": "a", "b": "b", "c": "a"}
+    similarity = PhashSimilarity(max_distance=4)
+    rows = similarity.stack([base, _flip(base, [1, 2]), _flip(base, [1, 2, 3, 4]), _flip(base, [1, 2, 3, 4, 5]),
+                             _flip(base, [63])])
+    assert rows.dtype == np.uint64 and int(rows[4]) == int(base, 16) ^ (1 << 63)
+    assert similarity(rows, rows[0]).tolist() == [True, True, True, False, True]
+    assert PhashSimilarity(max_distance=0)(rows, rows[0]).tolist() == [True, False, False, False, False]
 
 
 def test_too_common_and_settings_checks():
