@@ -2,15 +2,19 @@
 
 Decoders crash, hang and leak on bad files (decord can take its process down with a
 segfault), so no video is decoded in a pipeline worker's own process.
-:func:`decode_isolated` starts ``python -m curation.video_decode`` for each video,
-caps its address space (``RLIMIT_AS``, ``VideoSettings.memory_mb``) and waits at most
-``timeout_seconds``. Whatever goes wrong becomes a :class:`VideoRejected` with one of
+:func:`decode_isolated` starts ``python -m curation.video_decode`` for each video and waits
+at most ``timeout_seconds``. The child imports its libraries, then caps its own address
+space (``RLIMIT_AS``, ``VideoSettings.memory_mb``) before it opens the file: capped
+earlier, an allocation failing inside a library's import can hang instead of failing
+(OpenBLAS retrying forever, seen with one numpy build). Whatever goes wrong becomes a :class:`VideoRejected` with one of
 its reasons, and the worker and the other videos go on:
 
 * ``corrupt_video``: neither decoder can open it, no frame decodes, or the decoder died;
 * ``no_video_stream``: a container without a video stream (audio only);
 * ``decode_timeout``: the child ran past its wall-clock limit and was killed;
-* ``decode_memory``: the child ran out of its memory limit.
+* ``decode_memory``: the child ran out of its memory limit (a ``MemoryError``, or any failure
+  once its peak address space has reached the limit);
+* ``too_large``: a remote file that grew past ``max_file_bytes`` while it was staged.
 
 Inside the child, :func:`decode_video` probes the file with PyAV (codec, rotation,
 duration), decodes with decord, or with PyAV when decord cannot open the file, in
@@ -24,6 +28,7 @@ band, and stored as JPEG. Only the encoded frames cross back to the parent.
 
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 import resource
@@ -44,13 +49,14 @@ from curation.tokens import HIGH_SIDE, MEDIUM_SIDE
 _MB = 1 << 20
 _DETAIL_CHARS = 500
 _BATCH = 32
+_DECODE_MODULES = ("av", "decord", "PIL.Image", "curation.images", "curation.mp4_rotation")
 _MEMORY_WORDS = ("MemoryError", "bad_alloc", "Cannot allocate memory", "out of memory", "Memory allocation", "memory allocation")
 
 
 class VideoRejected(NamedFailure):
     """A video that could not be decoded, with the reason why."""
 
-    reasons = frozenset({"corrupt_video", "no_video_stream", "decode_timeout", "decode_memory"})
+    reasons = frozenset({"corrupt_video", "no_video_stream", "decode_timeout", "decode_memory", "too_large"})
 
 
 @dataclass(frozen=True)
@@ -127,11 +133,6 @@ def decode_isolated(path: str, settings: VideoSettings = VideoSettings()) -> Dec
         _child_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, env=env, start_new_session=True,
     )
-    limit = settings.memory_mb * _MB
-    try:
-        resource.prlimit(child.pid, resource.RLIMIT_AS, (limit, limit))
-    except (ProcessLookupError, ValueError, OSError):
-        pass  # the child already exited (it will report why) or the limit cannot be lowered here
     try:
         out, err = child.communicate(pickle.dumps((path, settings)), timeout=settings.timeout_seconds)
     except subprocess.TimeoutExpired:
@@ -358,8 +359,24 @@ def decode_video(path: str, settings: VideoSettings = VideoSettings()) -> Decode
     return DecodedVideo(meta, seconds, frames)
 
 
+def _peak_bytes() -> int:
+    """This process's peak address space (``VmPeak``), 0 where /proc does not say."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmPeak:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def _child() -> None:
     path, settings = pickle.loads(sys.stdin.buffer.read())
+    for module in _DECODE_MODULES:  # imported before the cap (see the module docstring)
+        importlib.import_module(module)
+    limit = settings.memory_mb * _MB
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     try:
         outcome: Any = decode_video(path, settings)
     except VideoRejected as rejected:
@@ -368,6 +385,8 @@ def _child() -> None:
         outcome = ("decode_memory", f"MemoryError: {error}")
     except Exception as error:  # whatever else a decoder raises on a bad file
         outcome = ("corrupt_video", f"{type(error).__name__}: {error}"[:_DETAIL_CHARS])
+    if isinstance(outcome, tuple) and outcome[0] == "corrupt_video" and _peak_bytes() >= 0.9 * limit:
+        outcome = ("decode_memory", f"at the {settings.memory_mb} MB limit: {outcome[1]}"[:_DETAIL_CHARS])
     sys.stdout.buffer.write(pickle.dumps(outcome))
     sys.stdout.buffer.flush()
 

@@ -558,3 +558,16 @@ class _HashingReader:
     def drain(self) -> None:
         while self.read(_CHUNK):
             pass
+
+
+def why_empty(manifest: Mapping[str, Any]) -> str:
+    """Where a run that wrote no samples lost its records: the inputs, and the step and reason
+    that dropped the most of them (from the manifest's funnel)."""
+    funnel = manifest.get("funnel") or []
+    if not funnel:
+        return "its funnel is empty"
+    drops = [(count, row["step"], reason) for row in funnel for reason, count in row.get("dropped", {}).items()]
+    if not drops:
+        return f"the run read {funnel[0].get('in', 0)} records and dropped none"
+    count, step, reason = max(drops, key=lambda drop: (drop[0], drop[1], drop[2]))
+    return f"the run read {funnel[0].get('in', 0)} records and kept none; most were dropped at {step}: {reason} ({count})"

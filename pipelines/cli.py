@@ -17,8 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from curation.config import ConfigError, load_config, to_mapping
 from curation.models.clip import RandomWeightsRefused
-from manifests.manifest import load_manifest, verify_manifest
-from manifests.reader import why_empty
+from manifests.manifest import load_manifest, verify_manifest, why_empty
 from pipelines import console
 from pipelines.executor import BudgetExceeded, run_recipe
 from pipelines.io import read_stage_funnel

@@ -133,7 +133,7 @@ def staged(path: str, max_bytes: int) -> Iterator[tuple[str, str]]:
                 out.write(chunk)
                 copied += len(chunk)
         if copied > max_bytes:
-            raise VideoRejected("corrupt_video", f"grew past {max_bytes} bytes while staging")
+            raise VideoRejected("too_large", f"grew past {max_bytes} bytes while staging")
         yield local, digest.hexdigest()
 
 
