@@ -1,10 +1,10 @@
 """The loopback guard holds in every process the suite starts, and over name resolution.
 
-Forbidden targets here are never loopback: 192.0.2.1 (TEST-NET-1), 10.255.255.1 (private) and
-``example.com``, so that the guard, and nothing else, is what refuses. A process that does not
+The guard's allowed network is narrowed to 127.0.0.1 here (``CURATION_TEST_ALLOWED_NETWORKS``),
+so the forbidden hosts are loopback ones (127.0.0.2, 127.0.0.3) and the forbidden name is
+``forbidden.invalid``: a broken guard could reach nothing but loopback. A process that does not
 report the guard installed makes no attempt at all, and every lookup goes through a spy on the
-guard's reference to the real resolver: a regression fails these tests without a packet or a
-DNS query leaving the machine.
+guard's reference to the real resolver, so no DNS query leaves the machine either way.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import pytest
 import loopback_guard
 from loopback_guard import LoopbackGuardError
 
-FORBIDDEN_NAME = "example.com"
+FORBIDDEN_NAME = "forbidden.invalid"
+ONLY_127_0_0_1 = "127.0.0.1/32,::1/128"
 
 # Defines probe(port): what one process's guard does with forbidden and allowed targets.
 PROBE_SOURCE = r'''
@@ -36,6 +37,7 @@ def probe(port):
         return report  # no guard: try nothing, so that nothing leaves
     import loopback_guard
 
+    os.environ[loopback_guard.ALLOWED] = "127.0.0.1/32,::1/128"  # 127.0.0.2 and .3 stand for the world
     asked = []
     real = loopback_guard.original_getaddrinfo
 
@@ -57,16 +59,16 @@ def probe(port):
             return sock.sendto(b"x", address)
 
     attempts = {
-        "connect": lambda: tcp(("192.0.2.1", 80), "connect"),
-        "connect_ex": lambda: tcp(("10.255.255.1", 443), "connect_ex"),
-        "connect_name": lambda: tcp(("example.com", 80), "connect"),
-        "sendto": lambda: udp(("192.0.2.1", 53)),
-        "create_connection": lambda: socket.create_connection(("example.com", 80), timeout=1.0).close(),
-        "getaddrinfo": lambda: socket.getaddrinfo("example.com", 80),
-        "getaddrinfo_ip": lambda: socket.getaddrinfo("192.0.2.1", 80),
-        "gethostbyname": lambda: socket.gethostbyname("example.com"),
-        "gethostbyname_ex": lambda: socket.gethostbyname_ex("example.com"),
-        "gethostbyaddr": lambda: socket.gethostbyaddr("192.0.2.1"),
+        "connect": lambda: tcp(("127.0.0.2", port), "connect"),
+        "connect_ex": lambda: tcp(("127.0.0.3", port), "connect_ex"),
+        "connect_name": lambda: tcp(("forbidden.invalid", port), "connect"),
+        "sendto": lambda: udp(("127.0.0.2", port)),
+        "create_connection": lambda: socket.create_connection(("forbidden.invalid", port), timeout=1.0).close(),
+        "getaddrinfo": lambda: socket.getaddrinfo("forbidden.invalid", port),
+        "getaddrinfo_ip": lambda: socket.getaddrinfo("127.0.0.2", port),
+        "gethostbyname": lambda: socket.gethostbyname("forbidden.invalid"),
+        "gethostbyname_ex": lambda: socket.gethostbyname_ex("forbidden.invalid"),
+        "gethostbyaddr": lambda: socket.gethostbyaddr("127.0.0.2"),
         "localhost": lambda: sorted({info[4][0] for info in socket.getaddrinfo("localhost", port)}),
         "loopback_server": lambda: socket.create_connection(("127.0.0.1", port), timeout=5).close() or "connected",
     }
@@ -77,6 +79,7 @@ def probe(port):
             report[name] = [type(error).__name__, str(error)]
     report["asked"] = asked
     loopback_guard.original_getaddrinfo = real
+    del os.environ[loopback_guard.ALLOWED]
     return report
 '''
 
@@ -150,7 +153,8 @@ def test_a_refused_name_never_reaches_the_resolver(monkeypatch):
     monkeypatch.setattr(loopback_guard, "original_gethostbyname", lambda *a: asked.append(a) or "203.0.113.9")
     monkeypatch.setattr(loopback_guard, "original_gethostbyname_ex", lambda *a: asked.append(a) or ("", [], []))
     for lookup in (socket.getaddrinfo, socket.gethostbyname, socket.gethostbyname_ex):
-        for name in (FORBIDDEN_NAME, "EXAMPLE.COM.", b"example.com", "127.1", "2130706433", "metadata.google.internal"):
+        for name in (FORBIDDEN_NAME, "FORBIDDEN.INVALID.", b"forbidden.invalid", "127.1", "2130706433",
+                     "metadata.google.internal"):
             with pytest.raises(LoopbackGuardError, match="loopback guard: refused to resolve"):
                 lookup(name, 80) if lookup is socket.getaddrinfo else lookup(name)
     assert asked == []
@@ -168,8 +172,15 @@ def test_loopback_literals_localhost_and_registered_names_resolve(monkeypatch):
     assert {info[4][0] for info in socket.getaddrinfo("Images.Test", 80)} == {"127.0.0.3"}
     with socket.socket() as sock:
         assert loopback_guard.connect_address(sock, ("images.test", 80)) == ("127.0.0.3", 80)
+    monkeypatch.setenv(loopback_guard.ALLOWED, ONLY_127_0_0_1)
     with pytest.raises(ValueError):
-        loopback_guard.register_name("evil.test", "192.0.2.1")
+        loopback_guard.register_name("evil.test", "127.0.0.9")  # outside the allowed network
+
+
+def test_the_allowed_network_can_only_narrow_loopback(monkeypatch):
+    monkeypatch.setenv(loopback_guard.ALLOWED, "126.0.0.0/7")  # 126.x and 127.x: past loopback
+    with socket.socket() as sock, pytest.raises(ValueError, match="not inside 127.0.0.0/8"):
+        loopback_guard.connect_address(sock, ("127.0.0.1", 80))
 
 
 def test_binding_to_all_interfaces_may_be_looked_up_but_not_connected_to():
@@ -182,16 +193,17 @@ def test_binding_to_all_interfaces_may_be_looked_up_but_not_connected_to():
 
 
 def test_a_connection_refused_by_the_guard_sends_nothing(monkeypatch):
+    monkeypatch.setenv(loopback_guard.ALLOWED, ONLY_127_0_0_1)
     calls = []
     monkeypatch.setattr(loopback_guard, "original_connect", lambda *a: calls.append(a))
     monkeypatch.setattr(loopback_guard, "original_connect_ex", lambda *a: calls.append(a))
     with socket.socket() as sock:
-        for address in [("192.0.2.1", 80), ("10.255.255.1", 80), ("::ffff:10.0.0.1", 80), ("169.254.169.254", 80)]:
+        for address in [("127.0.0.2", 80), ("127.0.0.3", 80), ("::ffff:127.0.0.2", 80), ("forbidden.invalid", 80)]:
             with pytest.raises(LoopbackGuardError):
                 sock.connect(address)
             with pytest.raises(LoopbackGuardError):
                 sock.connect_ex(address)
-        sock.connect(("127.0.0.2", 9))  # reaches the (spied) real connect
+        sock.connect(("127.0.0.1", 9))  # reaches the (spied) real connect
     assert len(calls) == 1
 
 

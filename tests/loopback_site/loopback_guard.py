@@ -10,7 +10,10 @@ What it refuses, with :class:`LoopbackGuardError` (a ``PermissionError`` whose m
 with ``loopback guard:``):
 
 - ``connect``, ``connect_ex``, ``sendto`` and ``sendmsg`` of an IPv4/IPv6 socket, and
-  ``socket.create_connection``, to any address outside 127.0.0.0/8 and ``::1``;
+  ``socket.create_connection``, to any address outside the allowed networks: 127.0.0.0/8 and
+  ``::1``, or the loopback subnets ``CURATION_TEST_ALLOWED_NETWORKS`` names (read at each check,
+  so the guard's own tests narrow it to 127.0.0.1 and model the forbidden host as 127.0.0.2:
+  even a broken guard could then reach nothing but loopback);
 - name lookups (``getaddrinfo``, ``gethostbyname``, ``gethostbyname_ex``, ``gethostbyaddr``,
   ``getnameinfo``) of anything but a loopback literal, ``localhost`` or a name registered with
   :func:`register_name`. A refused name is refused *before* the system resolver is called, so no
@@ -25,6 +28,7 @@ for their loopback control and data channels, libcurl, ffmpeg), and Python start
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import socket
@@ -33,6 +37,9 @@ import subprocess
 FLAG = "CURATION_TEST_LOOPBACK_ONLY"  # "1": sitecustomize installs the guard
 NAMES = "CURATION_TEST_LOOPBACK_NAMES"  # "name=127.0.0.x,other=::1": names the tests registered
 SITE_DIR = os.path.dirname(os.path.abspath(__file__))
+ALLOWED = "CURATION_TEST_ALLOWED_NETWORKS"  # comma-separated loopback CIDRs the guard lets through
+DEFAULT_ALLOWED = "127.0.0.0/8,::1/128"
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 LOCALHOST = frozenset({"localhost"})
 
 original_connect = socket.socket.connect
@@ -66,10 +73,22 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
+@functools.lru_cache(maxsize=8)
+def _networks(spec: str) -> tuple:
+    """The networks of an ``ALLOWED`` value; each must lie inside loopback."""
+    found = tuple(ipaddress.ip_network(part.strip()) for part in spec.split(",") if part.strip())
+    for network in found:
+        if not any(network.version == loop.version and network.subnet_of(loop) for loop in LOOPBACK):
+            raise ValueError(f"{ALLOWED}: {network} is not inside 127.0.0.0/8 or ::1")
+    return found
+
+
 def _is_loopback(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether ``ip`` lies in the allowed (loopback) networks; an IPv4-mapped address as its IPv4."""
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    return ip.is_loopback
+    networks = _networks(os.environ.get(ALLOWED) or DEFAULT_ALLOWED)
+    return any(ip.version == network.version and ip in network for network in networks)
 
 
 def _normal_name(host) -> str:
