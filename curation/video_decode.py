@@ -235,7 +235,8 @@ class _PyAVReader:
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate
             self.fps = float(rate) if rate else 25.0
-            self.frame_count = sum(1 for _ in self._decode())
+            declared = stream.frames  # 0 where the container does not say: then one decode pass counts
+        self.frame_count = declared or sum(1 for _ in self._decode())
 
     def _decode(self) -> Iterator[Any]:
         with self._av.open(self._path) as container:
