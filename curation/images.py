@@ -39,7 +39,7 @@ from curation.ids import sha256_hex
 from curation.records import ImageData
 
 REENCODE_POLICIES = ("keep", "jpeg", "webp")
-_KEEP_FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "WEBP": "webp"}
+_KEEP_FORMATS = ("JPEG", "MPO")
 _KEEP_MODES = ("1", "L", "RGB")
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 _WHITE = (255, 255, 255)
@@ -83,10 +83,11 @@ class ImageSettings:
             before any pixel is decoded; larger images are ``decompression_bomb``.
             Pillow's own hard limit (2 x ``Image.MAX_IMAGE_PIXELS``) also
             applies, so caps above it take effect only if that is raised.
-        reencode: ``keep`` stores the original bytes of an upright, opaque,
-            RGB/grayscale, single-frame JPEG/PNG/WebP within ``max_side`` and
-            re-encodes every other image as JPEG; ``jpeg`` and ``webp`` always
-            re-encode to that format.
+        reencode: ``keep`` stores the original bytes of an upright,
+            RGB/grayscale JPEG within ``max_side`` and re-encodes every other
+            image as JPEG; ``jpeg`` and ``webp`` always re-encode to that
+            format. Either way a run stores one image format, so every sample
+            of a dataset has the same image field (``jpg`` or ``webp``).
         max_side: when re-encoding, downscale (LANCZOS) so the long side is at
             most this; with ``keep``, a larger image is re-encoded to fit.
         quality: encoder quality (1-100) for JPEG and WebP output.
@@ -296,7 +297,7 @@ def _store(image: Image.Image, data: bytes, settings: ImageSettings, plan: _Plan
             phash=perceptual_hash(image),
             width=plan.size[0],
             height=plan.size[1],
-            format=_KEEP_FORMATS[image.format],
+            format="jpeg",
             data=data,
         )
     image.load()

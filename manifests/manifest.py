@@ -327,6 +327,11 @@ def default_opener(path: str) -> BinaryIO:
     return fsspec.open(path, "rb").open()
 
 
+def is_url(path: str) -> bool:
+    """Whether ``path`` is a URL (``scheme://...``) rather than a local path."""
+    return bool(_SCHEME.match(path))
+
+
 def resolve_path(manifest_path: str, path: str) -> str:
     """Resolves a shard path recorded in a manifest against the manifest's location.
 

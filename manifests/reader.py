@@ -34,6 +34,7 @@ from webdataset import autodecode
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from manifests.manifest import default_opener, load_manifest, resolve_path, validate_manifest, why_empty
+from manifests.samples import IMAGES_FIELD, unpack_images
 
 
 def shard_urls(manifest_path: str, manifest: Mapping[str, Any] | None = None) -> list[str]:
@@ -66,7 +67,8 @@ def webdataset_from_manifest(
 
     Samples come out as dicts holding ``__key__``, ``__url__`` and one entry
     per field. With a ``decode`` spec, images are decoded by webdataset's
-    decoder (``"pil"``: PIL images; ``"torchrgb"``: tensors; ...), ``txt`` to
+    decoder (``"pil"``: PIL images; ``"torchrgb"``: tensors; ...), the
+    ``images.mp`` field of pages and videos to a list of them, ``txt`` to
     ``str`` and ``json`` to Python objects; with ``decode=None`` every field
     stays bytes.
 
@@ -94,8 +96,21 @@ def webdataset_from_manifest(
     if shuffle:
         stages.append(wds.shuffle(shuffle, initial=shuffle, seed=seed))
     if decode is not None:
-        stages.append(wds.decode(decode))
+        stages.append(wds.map(sample_decoder(decode)))
     return wds.DataPipeline(*stages)
+
+
+def sample_decoder(spec: str) -> autodecode.Decoder:
+    """webdataset's decoder for ``spec`` (see :func:`webdataset_from_manifest`) that also decodes
+    the ``images.mp`` field (:func:`manifests.samples.pack_images`) into a list of images."""
+    image = autodecode.imagehandler(spec)
+
+    def images(key: str, data: bytes) -> list[Any] | None:
+        if key.lstrip(".").lower() != IMAGES_FIELD:
+            return None
+        return [image("image.jpg", item) for item in unpack_images(data)]  # PIL reads the format from the bytes
+
+    return autodecode.Decoder([images, image])
 
 
 def _open_shards(items: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -463,7 +478,7 @@ class MixtureDataset(IterableDataset):
         mine = start + worker * self.world_size + self.rank  # this reader's next position
         if mine >= total:
             return
-        decoder = autodecode.Decoder([autodecode.imagehandler(self.decode)]) if self.decode is not None else None
+        decoder = sample_decoder(self.decode) if self.decode is not None else None
         draws = [_SourceDraws(source, self.seed, epoch) for source in self.sources]
         taken = [0] * len(self.sources)
         try:

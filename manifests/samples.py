@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import msgpack
+
 from curation.ids import content_id
 from curation.records import CaptionPair, DocumentPage, InterleavedDoc, TextDoc, VideoClip
 from curation.tokens import TextTokenizer, visual_tokens
@@ -11,8 +13,30 @@ from curation.video_budget import clip_tokens
 from manifests.shards import Sample
 
 
+IMAGES_FIELD = "images.mp"
+
+
+def pack_images(images: list[bytes]) -> bytes:
+    """A sample's images as one field: a msgpack list of their encoded bytes.
+
+    Samples with several images (pages, videos, long sequences) keep them in
+    one field so that every sample of a dataset has the same fields, which is
+    what Hugging Face ``datasets`` needs to read webdataset shards whole.
+    """
+    return msgpack.packb(list(images), use_bin_type=True)
+
+
+def unpack_images(data: bytes) -> list[bytes]:
+    """The encoded images :func:`pack_images` stored, in order."""
+    images = msgpack.unpackb(data, raw=False)
+    if not isinstance(images, list) or not all(isinstance(image, bytes) for image in images):
+        raise ValueError("an images field must hold a msgpack list of byte strings")
+    return images
+
+
 def caption_pair_sample(record: CaptionPair, tokenizer: TextTokenizer, resolution: str = "auto") -> Sample:
-    """A caption pair as ``<id>.<jpg|png|webp>``, ``<id>.txt`` and ``<id>.json``.
+    """A caption pair as ``<id>.jpg`` (``<id>.webp`` when the run re-encodes to WebP: one image
+    format per run), ``<id>.txt`` and ``<id>.json``.
 
     The JSON carries the source URL, the image facts, every score in ``stats``
     and the input's extra columns in ``meta``.
@@ -78,10 +102,11 @@ _VIDEO_FIELDS = ("file", "duration", "fps", "width", "height", "codec", "rotatio
 
 
 def video_sample(clip: VideoClip, tokenizer: TextTokenizer, resolution: str = "auto") -> Sample:
-    """A video as ``<id>.<n>.jpg`` (its sampled frames, in time order), ``<id>.txt`` (the
-    timestamped frame descriptions) and ``<id>.json``: ``file``, ``duration``, ``fps``,
-    ``width``, ``height``, ``codec``, ``rotation``, ``scenes`` (``[{start, end}]`` in seconds),
-    ``frames`` (``[{t, image, caption, scene, keyframe}]``, ``image`` naming the frame's file),
+    """A video as ``<id>.images.mp`` (its sampled frames as JPEG, in time order: see
+    :func:`pack_images`), ``<id>.txt`` (the timestamped frame descriptions) and ``<id>.json``:
+    ``file``, ``duration``, ``fps``, ``width``, ``height``, ``codec``, ``rotation``, ``scenes``
+    (``[{start, end}]`` in seconds), ``frames`` (``[{t, image, caption, scene, keyframe}]``,
+    ``image`` the frame's index in the images field),
     ``summary``, ``qa``, ``tokens`` (``{visual, text, total}``), the scores and the rest of meta."""
     meta = {key: value for key, value in clip.meta.items() if key not in _VIDEO_FIELDS}
     tokens = clip_tokens(clip, tokenizer, resolution)
@@ -91,7 +116,7 @@ def video_sample(clip: VideoClip, tokenizer: TextTokenizer, resolution: str = "a
         **{key: clip.meta.get(key) for key in _VIDEO_FIELDS},
         "scenes": [{"start": start, "end": end} for start, end in clip.meta.get("scenes", [])],
         "frames": [
-            {"t": frame.t, "image": f"{n}.{frame.image.extension}", "caption": frame.caption, "scene": frame.scene,
+            {"t": frame.t, "image": n, "caption": frame.caption, "scene": frame.scene,
              "keyframe": frame.keyframe}
             for n, frame in enumerate(clip.frames)
         ],
@@ -101,11 +126,10 @@ def video_sample(clip: VideoClip, tokenizer: TextTokenizer, resolution: str = "a
         "stats": dict(sorted(clip.stats.items())),
         "meta": meta,
     }
-    fields = {f"{n}.{frame.image.extension}": frame.image.data for n, frame in enumerate(clip.frames)}
     return Sample(
         key=clip.id,
         fields={
-            **fields,
+            IMAGES_FIELD: pack_images([frame.image.data for frame in clip.frames]),
             "txt": clip.text.encode("utf-8"),
             "json": json.dumps(info, sort_keys=True, ensure_ascii=False).encode("utf-8"),
         },
@@ -155,15 +179,16 @@ def packed_sequence_sample(
 
 
 def interleaved_sample(doc: InterleavedDoc, tokenizer: TextTokenizer, resolution: str = "auto") -> Sample:
-    """A page as ``<id>.json`` (its ordered segments) and ``<id>.<n>.<ext>`` per image.
+    """A page as ``<id>.json`` (its ordered segments) and ``<id>.images.mp`` (its images: see
+    :func:`pack_images`).
 
     The JSON's ``segments`` list holds ``{"type": "text", "text": ...}`` and
-    ``{"type": "image", "image": "<n>.<ext>", "url": ..., "alt": ...}`` in reading
-    order, the image field naming the sample's file; ``images`` describes each
-    stored image once. Text tokens count the text segments, visual tokens every
-    stored image.
+    ``{"type": "image", "image": n, "url": ..., "alt": ...}`` in reading order,
+    ``n`` the image's index in the images field; ``images`` describes each
+    stored image once, in that order (with its ``format``). Text tokens count
+    the text segments, visual tokens every stored image.
     """
-    names = {image.sha256: f"{n}.{image.extension}" for n, image in enumerate(doc.images)}
+    names = {image.sha256: n for n, image in enumerate(doc.images)}
     segments = [
         {"type": "text", "text": s.text}
         if s.kind == "text"
@@ -176,17 +201,18 @@ def interleaved_sample(doc: InterleavedDoc, tokenizer: TextTokenizer, resolution
         "url": doc.url,
         "segments": segments,
         "images": [
-            {"file": names[i.sha256], "sha256": i.sha256, "phash": i.phash, "width": i.width, "height": i.height}
+            {"sha256": i.sha256, "phash": i.phash, "width": i.width, "height": i.height, "format": i.format}
             for i in doc.images
         ],
         "stats": dict(sorted(doc.stats.items())),
         "meta": doc.meta,
     }
-    fields = {names[image.sha256]: image.data for image in doc.images}
-    fields["json"] = json.dumps(info, sort_keys=True, ensure_ascii=False).encode("utf-8")
     return Sample(
         key=doc.id,
-        fields=fields,
+        fields={
+            IMAGES_FIELD: pack_images([image.data for image in doc.images]),
+            "json": json.dumps(info, sort_keys=True, ensure_ascii=False).encode("utf-8"),
+        },
         text_tokens=sum(tokenizer.count(s.text) for s in doc.segments if s.kind == "text"),
         visual_tokens=sum(visual_tokens(i.width, i.height, resolution) for i in doc.images),
     )

@@ -20,3 +20,21 @@ def read_samples(out: Path) -> list[tuple[dict, dict[str, bytes]]]:
                 files = {n[len(key) + 1 :]: d for n, d in members.items() if n.startswith(key + ".") and n != name}
                 found.append((json.loads(members[name]), files))
     return found
+
+
+def hugging_face_rows(out: Path, cache: Path) -> list[dict]:
+    """Every sample of ``out/shards`` as Hugging Face ``datasets`` loads it, the way a new user would:
+    ``load_dataset("webdataset", data_files=...)``, nothing else said.
+
+    Checks that it loads all of them whole: as many rows as the manifest counts samples, and no
+    row missing a field that another row has (HF fills a field the first samples lacked with None).
+    """
+    from datasets import load_dataset
+
+    files = sorted(str(path) for path in (out / "shards").glob("*.tar"))
+    rows = list(load_dataset("webdataset", data_files={"train": files}, split="train", cache_dir=str(cache)))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert len(rows) == manifest["totals"]["samples"] > 0
+    missing = [(row["__key__"], field) for row in rows for field, value in row.items() if value is None]
+    assert not missing, f"fields HF could not fill: {missing[:5]}"
+    return rows

@@ -16,7 +16,7 @@ from pipelines.cli import main
 from pipelines.executor import BudgetExceeded
 from sampledata.documents import HARBOUR_REPORT, MUSEUM_NOTE, SCANNED_PAGE, write_document_inputs, write_render_sources
 from sampledata.llm_server import LLMServer
-from shard_samples import MULTIPROCESS, PORTABLE, read_samples
+from shard_samples import MULTIPROCESS, PORTABLE, hugging_face_rows, read_samples
 from text_distance import cer_words
 
 CONFIG = """
@@ -190,3 +190,10 @@ generator:
     assert writer["weights"] == f"path:{model_dir}" and writer["note"].startswith("no output of this model was written")
     for info, _ in read_samples(out):
         assert info["qa"] == [] and info["meta"]["qa"]["attempts"] == 2
+
+
+def test_hugging_face_datasets_reads_every_page_whole(direct_run, tmp_path):
+    rows = hugging_face_rows(direct_run, tmp_path)
+    assert {key for row in rows for key in row} == {"png", "txt", "json", "__key__", "__url__"}
+    assert {(row["json"]["file"], row["json"]["page"]) for row in rows} == set(pages(direct_run))
+    assert all(row["png"].size == (row["json"]["image"]["width"], row["json"]["image"]["height"]) for row in rows)

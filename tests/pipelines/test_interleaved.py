@@ -1,6 +1,7 @@
 """End to end: `curate interleaved` on a generated WARC with planted cases, on two runners."""
 
 import dataclasses
+import hashlib
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -13,12 +14,14 @@ from curation.config import load_config
 from curation.web_pages import page_id
 from filters.clip_score import ClipScoreFilter
 from manifests.manifest import load_manifest, validate_manifest, verify_manifest
+from manifests.reader import webdataset_from_manifest
+from manifests.samples import unpack_images
 from pipelines import interleaved
 from pipelines.cli import main
 from pipelines.executor import BudgetExceeded
 from pipelines.recipe import plan_run, resumable_stages
 from sampledata.warc import HEADER_PICTURE, HEADER_PICTURE_VARIANT, make_fetch_warc, make_warc_corpus
-from shard_samples import MULTIPROCESS, PORTABLE, read_samples
+from shard_samples import MULTIPROCESS, PORTABLE, hugging_face_rows, read_samples
 
 TEST_CONFIG = """
 dataset: interleaved-test
@@ -111,7 +114,11 @@ def test_images_are_filtered_and_deduplicated(runs, corpus):
     for info, files in kept.values():
         images = [seg for seg in info["segments"] if seg["type"] == "image"]
         assert images, info["url"]
-        assert {seg["image"] for seg in images} == set(files), "every image file is referenced, and only those"
+        stored = unpack_images(files["images.mp"])
+        assert set(files) == {"images.mp"}, "one images field, whatever the page holds"
+        assert sorted(seg["image"] for seg in images) == list(range(len(stored))) == list(range(len(info["images"]))), \
+            "every stored image is referenced once, and only those"
+        assert all(hashlib.sha256(data).hexdigest() == meta["sha256"] for data, meta in zip(stored, info["images"]))
         assert len({seg["url"] for seg in images}) == len(images), "an image repeated inside a page"
     funnel = {step["step"]: step["dropped"] for step in load_manifest(str(runs["multiprocess"] / "manifest.json"))["extra"]["image_funnel"]}
     # The picture is on 6 pages and its re-encoded copy on 6 others: only perceptual dedup sees 12 > 10.
@@ -263,7 +270,20 @@ def test_images_missing_from_the_warc_are_fetched_safely(image_server, tmp_path)
     assert image_server.forbidden_hits == 0
     kept = pages(out)
     assert set(kept) == corpus.survivors
-    assert all(len(files) == 1 for _, files in kept.values())
+    assert all(len(unpack_images(files["images.mp"])) == 1 for _, files in kept.values())
     images = {step["step"]: step["dropped"] for step in load_manifest(str(out / "manifest.json"))["extra"]["image_funnel"]}
     assert images["image_fetch"] == {"http_404": 1, "forbidden_address": 1}
     assert images["image_decode"] == {"corrupt_image": 1}
+
+
+def test_hugging_face_datasets_and_the_torch_reader_read_every_page_whole(runs, tmp_path):
+    out = runs["multiprocess"]
+    rows = hugging_face_rows(out, tmp_path)
+    assert {key for row in rows for key in row} == {"images.mp", "json", "__key__", "__url__"}
+    by_key = {row["__key__"]: row for row in rows}
+    for sample in webdataset_from_manifest(str(out / "manifest.json")):
+        row = by_key[sample["__key__"]]
+        shown = [seg["image"] for seg in sample["json"]["segments"] if seg["type"] == "image"]
+        assert len(sample["images.mp"]) == len(row["images.mp"]) == len(shown)
+        assert [image.size for image in sample["images.mp"]] == [
+            (meta["width"], meta["height"]) for meta in row["json"]["images"]]

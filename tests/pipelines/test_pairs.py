@@ -14,6 +14,7 @@ from manifests.manifest import load_manifest, validate_manifest
 from manifests.reader import webdataset_from_manifest
 from pipelines import pairs
 from pipelines.cli import main
+from shard_samples import hugging_face_rows
 
 RUNNERS = {
     "direct": ["--runner=DirectRunner"],
@@ -145,3 +146,14 @@ def test_manifest_verify_passes_then_fails_on_a_modified_shard(runs, tmp_path, c
     shard.write_bytes(bytes(data))
     assert main(["manifest", "verify", str(out / "manifest.json")]) == 1
     assert shard.name in capsys.readouterr().err
+
+
+def test_hugging_face_datasets_reads_every_pair_whole(runs, pairs_input, tmp_path):
+    _, cases = pairs_input
+    assert {case.url.rsplit(".", 1)[-1] for case in cases if case.expect == "ok"} >= {"jpg", "png", "webp"}
+    rows = hugging_face_rows(runs["direct"], tmp_path)
+    assert {key for row in rows for key in row} == {"jpg", "txt", "json", "__key__", "__url__"}, "one image field"
+    for row in rows:
+        assert row["jpg"].format == "JPEG" and (row["jpg"].width, row["jpg"].height) == (
+            row["json"]["image"]["width"], row["json"]["image"]["height"])
+        assert row["txt"] == row["json"]["text"]

@@ -17,11 +17,13 @@ from PIL import Image
 from curation.config import ConfigError, load_config
 from curation.tokens import TextTokenizer
 from manifests.manifest import load_manifest, verify_manifest
+from manifests.reader import webdataset_from_manifest
+from manifests.samples import unpack_images
 from pipelines import video
 from pipelines.cli import main
 from sampledata.llm_server import LLMServer
 from sampledata.videos import SCENE_VIDEOS, write_video_inputs
-from shard_samples import MULTIPROCESS, PORTABLE, read_samples
+from shard_samples import MULTIPROCESS, PORTABLE, hugging_face_rows, read_samples
 from synth.qa import grounding
 
 MAX_TOKENS = 1500
@@ -99,6 +101,9 @@ def test_a_sample_holds_its_scenes_frames_descriptions_summary_and_qa(direct_run
     for name, (info, files) in videos_by_file(direct_run).items():
         scenes = SCENE_VIDEOS.get(name.replace("-copy", ""), ((2.0, (50, 210, 210)),))
         assert len(info["scenes"]) == len(scenes)
+        assert set(files) == {"images.mp", "txt"}, "one images field, whatever the video holds"
+        frames = unpack_images(files["images.mp"])
+        assert len(frames) == len(info["frames"])
         assert info["duration"] == pytest.approx(sum(seconds for seconds, _ in scenes))
         assert info["fps"] == 10 and info["codec"] == "mpeg4"
         assert [frame["scene"] for frame in info["frames"]] == list(range(len(scenes)))  # one keyframe per scene
@@ -106,7 +111,7 @@ def test_a_sample_holds_its_scenes_frames_descriptions_summary_and_qa(direct_run
             start = info["scenes"][frame["scene"]]["start"]
             assert start <= frame["t"] < info["scenes"][frame["scene"]]["end"]
             assert COLOUR_NAMES[colour] in frame["caption"], "the endpoint saw this frame"
-            assert Image.open(io.BytesIO(files[frame["image"]])).format == "JPEG"
+            assert Image.open(io.BytesIO(frames[frame["image"]])).format == "JPEG"
         descriptions = files["txt"].decode()
         assert descriptions.count("\n") == len(info["frames"]) - 1 and descriptions.startswith("[")
         assert info["summary"].startswith("The video shows")
@@ -122,7 +127,7 @@ def test_a_sample_holds_its_scenes_frames_descriptions_summary_and_qa(direct_run
 def test_the_phone_video_comes_out_upright(direct_run):
     info, files = videos_by_file(direct_run)["phone.mp4"]
     assert info["rotation"] == 90 and (info["width"], info["height"]) == (96, 160)
-    frame = np.asarray(Image.open(io.BytesIO(files["0.jpg"])).convert("L"), dtype=float)
+    frame = np.asarray(Image.open(io.BytesIO(unpack_images(files["images.mp"])[0])).convert("L"), dtype=float)
     ys, xs = np.nonzero(frame > 200)
     assert frame.shape == (160, 96)
     assert abs(xs.mean() / 96 - 0.2) < 0.06 and abs(ys.mean() / 160 - 0.15) < 0.06
@@ -133,7 +138,7 @@ def test_a_video_over_the_budget_goes_whole_to_the_long_stage(direct_run):
     assert verify_manifest(str(direct_run / "long" / "manifest.json")) == []
     [(info, files)] = read_samples(direct_run / "long")
     assert info["file"] == "lecture.mp4" and info["tokens"]["total"] > MAX_TOKENS
-    assert len(info["scenes"]) == 15 and len(files) - 1 == len(info["frames"]) == 15
+    assert len(info["scenes"]) == 15 and len(unpack_images(files["images.mp"])) == len(info["frames"]) == 15
     assert long_manifest["dataset"] == "video-test_long" and long_manifest["funnel"][0]["out"] == 1
     assert all(info["tokens"]["total"] <= MAX_TOKENS for info, _ in read_samples(direct_run))
 
@@ -283,3 +288,14 @@ def test_frames_sampled_without_a_generator_resume_into_the_same_samples(inputs,
     video.run(source, str(staged), config, ["--runner=DirectRunner"], resume_from="frames")
     reference = {p.name: p.read_bytes() for p in (full / "shards").glob("*.tar")}
     assert reference and {p.name: p.read_bytes() for p in (staged / "shards").glob("*.tar")} == reference
+
+
+def test_hugging_face_datasets_and_the_torch_reader_read_every_video_whole(direct_run, tmp_path):
+    for out in (direct_run, direct_run / "long"):
+        rows = hugging_face_rows(out, tmp_path / out.name)
+        assert {key for row in rows for key in row} == {"images.mp", "txt", "json", "__key__", "__url__"}
+        by_key = {row["__key__"]: row for row in rows}
+        for sample in webdataset_from_manifest(str(out / "manifest.json")):
+            frames, row = sample["images.mp"], by_key[sample["__key__"]]
+            assert len(frames) == len(row["images.mp"]) == len(sample["json"]["frames"]) > 0
+            assert [Image.open(io.BytesIO(data)).size for data in row["images.mp"]] == [f.size for f in frames]
