@@ -24,6 +24,7 @@ import hashlib
 import heapq
 import json
 import random
+import tarfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +32,7 @@ from typing import Any
 import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
 from webdataset import autodecode
-from webdataset.tariterators import group_by_keys, tar_file_expander
+from webdataset.tariterators import base_plus_ext, group_by_keys, tar_file_expander
 
 from manifests.manifest import default_opener, load_manifest, resolve_path, validate_manifest, why_empty
 from manifests.samples import IMAGES_FIELD, unpack_images
@@ -509,11 +510,53 @@ def shard_permutation(seed: int, epoch: int, name: str, pass_: int, shards: int)
     return order
 
 
+class _SeekableShard:
+    """A shard on a seekable stream, sample by sample, reading a sample's bytes only when asked.
+
+    The samples of other readers (ranks and workers take every n-th position) are passed over
+    by their tar headers, so n readers of a shard read its bytes once between them, not n times.
+    Samples are grouped as webdataset groups them: consecutive files sharing the part of their
+    name before the first dot of the base name, the rest (lower case) naming the field.
+    """
+
+    def __init__(self, stream: Any, url: str):
+        self._tar = tarfile.open(fileobj=stream, mode="r:")
+        self._url = url
+        self._members = iter(self._tar)
+        self._pending: tuple[str, str, tarfile.TarInfo] | None = None
+
+    def next_sample(self) -> list[tuple[str, str, tarfile.TarInfo]] | None:
+        """The next sample's ``(key, field, member)`` files, or None at the shard's end."""
+        group = [self._pending] if self._pending else []
+        self._pending = None
+        for member in self._members:
+            key, field = base_plus_ext(member.name) if member.isfile() else (None, None)
+            if key is None:
+                continue
+            entry = (key, field.lower(), member)
+            if group and key != group[0][0]:
+                self._pending = entry
+                break
+            group.append(entry)
+        return group or None
+
+    def load(self, files: list[tuple[str, str, tarfile.TarInfo]]) -> dict[str, Any]:
+        sample: dict[str, Any] = {"__key__": files[0][0], "__url__": self._url}
+        for _, field, member in files:
+            handle = self._tar.extractfile(member)
+            sample[field] = handle.read() if handle is not None else b""
+        return sample
+
+    def close(self) -> None:
+        self._tar.close()
+
+
 class _SourceDraws:
     """One source's draws in one epoch, read lazily and in increasing draw order.
 
     Keeps at most one shard open; a shard none of whose draws is asked for is
-    never opened, and the samples before an asked one are read but not decoded.
+    never opened, and the samples before an asked one are not decoded (nor read,
+    when the shard's stream can seek: see :class:`_SeekableShard`).
     """
 
     def __init__(self, source: MixtureSource, seed: int, epoch: int):
@@ -523,6 +566,7 @@ class _SourceDraws:
         self._ends: list[int] = []  # cumulative sample counts along the pass's shard order
         self._shard: int | None = None  # position of the open shard in the pass's order
         self._samples: Iterator[dict[str, Any]] | None = None
+        self._seekable: _SeekableShard | None = None
         self._stream: Any = None
         self._next = 0  # offset in the open shard of the sample _samples yields next
 
@@ -542,10 +586,13 @@ class _SourceDraws:
             self.close()
             url = self.source.urls[self._order[shard]]
             self._stream = default_opener(url)
-            self._samples = group_by_keys(tar_file_expander([{"url": url, "stream": self._stream}]))
+            if self._stream.seekable():
+                self._seekable = _SeekableShard(self._stream, url)
+            else:
+                self._samples = group_by_keys(tar_file_expander([{"url": url, "stream": self._stream}]))
             self._shard, self._next = shard, 0
         while True:
-            sample = next(self._samples, None)
+            sample = self._read_next(wanted=self._next == within)
             if sample is None:
                 url, read = self.source.urls[self._order[shard]], self._next
                 count = self.source.counts[self._order[shard]]
@@ -558,10 +605,22 @@ class _SourceDraws:
             if self._next > within:
                 return sample
 
+    def _read_next(self, wanted: bool) -> dict[str, Any] | None:
+        """The open shard's next sample (only its key when not ``wanted`` and the shard can seek),
+        or None at the shard's end."""
+        if self._seekable is None:
+            return next(self._samples, None)
+        files = self._seekable.next_sample()
+        if files is None:
+            return None
+        return self._seekable.load(files) if wanted else {"__key__": files[0][0]}
+
     def close(self) -> None:
         if self._samples is not None:
             self._samples.close()
+        if self._seekable is not None:
+            self._seekable.close()
         if self._stream is not None:
             self._stream.close()
-        self._samples = self._stream = None
+        self._samples = self._seekable = self._stream = None
         self._shard, self._next = None, 0

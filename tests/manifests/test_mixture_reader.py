@@ -320,3 +320,61 @@ def test_a_shard_shorter_than_its_manifest_fails(tmp_path):
         list(mixture_dataset(str(path), decode=None))
     with pytest.raises(ValueError, match="rank"):
         mixture_dataset(str(path), rank=2, world_size=2)
+
+
+class CountingFile(io.RawIOBase):
+    """A file that counts the bytes read from it; ``seekable=False`` makes it a plain stream."""
+
+    def __init__(self, path, counter, seekable):
+        self._file, self._counter, self._seekable = open(path, "rb"), counter, seekable
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return self._seekable
+
+    def seek(self, offset, whence=io.SEEK_SET):
+        if not self._seekable:
+            raise io.UnsupportedOperation("seek")
+        return self._file.seek(offset, whence)
+
+    def tell(self):
+        return self._file.tell()
+
+    def readinto(self, buffer):
+        n = self._file.readinto(buffer)
+        self._counter[0] += n
+        return n
+
+    def close(self):
+        self._file.close()
+        super().close()
+
+
+@pytest.mark.parametrize("seekable", [True, False])
+def test_a_reader_reads_only_its_own_samples_bytes_where_the_shard_can_seek(tmp_path, monkeypatch, seekable):
+    folder = tmp_path / "big"
+    (folder / "shards").mkdir(parents=True)
+    payload = random.Random(3).randbytes(20_000)
+    infos = []
+    for shard in range(2):
+        path = shard_name("big", 0, shard)
+        samples = [Sample(key=f"big-{shard}-{i:02d}", fields={"bin": payload, "txt": f"{shard} {i}".encode()})
+                   for i in range(20)]
+        with open(folder / path, "wb") as fileobj:
+            infos.append(write_shard(samples, fileobj, path))
+    manifest = build_manifest(dataset="big", config={}, models=[], shards=infos,
+                              funnel=build_funnel(["read"], 40, {}), dead_letters=0, package_version="0")
+    (folder / "manifest.json").write_bytes(dump_manifest(manifest))
+    counter = [0]
+    monkeypatch.setattr(reader, "default_opener", lambda url: CountingFile(url, counter, seekable))
+    texts = [s["txt"] for s in mixture_dataset(str(folder / "manifest.json"), rank=1, world_size=4, decode=None)]
+    monkeypatch.undo()
+    expected = [s["txt"] for s in mixture_dataset(str(folder / "manifest.json"), decode=None)][1::4]
+    assert texts == expected and len(texts) == 10
+    total = sum(info.bytes for info in infos)
+    if seekable:
+        assert counter[0] < 0.35 * total, "the other three readers' samples were read"
+    else:
+        assert counter[0] >= 0.9 * total, "a stream that cannot seek is read through"

