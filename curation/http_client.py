@@ -92,7 +92,8 @@ def with_retries(
 ) -> tuple[Outcome, int]:
     """Calls ``attempt(1)``, ``attempt(2)``, ... until an outcome is not retryable or ``retries`` are spent.
 
-    Sleeps ``backoff`` seconds before the first retry, doubled before each next one.
+    Sleeps ``backoff`` seconds before the first retry, doubled before each next one, or the
+    outcome's ``retry_after`` seconds when it has one (a server's ``Retry-After``).
     With a ``deadline`` (a :func:`time.monotonic` value) no retry starts, and no
     backoff sleeps, past it. Returns the last outcome and the number of attempts made.
     """
@@ -101,7 +102,9 @@ def with_retries(
         outcome = attempt(number)
         if not outcome.retryable or number > retries:
             return outcome, number
-        pause = backoff * 2 ** (number - 1)
+        pause = getattr(outcome, "retry_after", None)
+        if pause is None:
+            pause = backoff * 2 ** (number - 1)
         if deadline is not None and time.monotonic() + pause >= deadline:
             return outcome, number
         time.sleep(pause)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from curation.fetch import Fetcher, FetchSettings
+from curation.fetch import OPTED_OUT, Fetcher, FetchSettings
 from curation.images import ImageRejected, ImageSettings, normalize_image
 from curation.records import reject
 
@@ -16,7 +16,8 @@ class ImageDownloader:
 
     Holds one :class:`Fetcher` per worker (``setup``/``teardown``); safe to call from
     several threads at once. Both failures are dead letters: ``fetch`` with the
-    fetcher's reason, ``decode`` with the decoder's.
+    fetcher's reason, ``decode`` with the decoder's; an image its creator opted out of
+    (``opted_out``) is a judgment, not a failure.
     """
 
     def __init__(self, fetch: FetchSettings, image: ImageSettings):
@@ -34,7 +35,7 @@ class ImageDownloader:
     def __call__(self, record: Any) -> Any:
         result = self._fetcher.fetch(record.url)
         if not result.ok:
-            return reject(record, "fetch", result.reason, dead_letter=True, detail=result.detail)
+            return reject(record, "fetch", result.reason, dead_letter=result.reason != OPTED_OUT, detail=result.detail)
         try:
             image = normalize_image(result.content, self._image_settings)
         except ImageRejected as error:

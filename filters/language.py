@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
 _MODEL = "lite"
 
+MIN_SCORE = 0.65
+"""FineWeb's smallest accepted probability of the detected language on lid.176."""
+
 
 @functools.cache
 def load_detector() -> LangDetector:
@@ -43,6 +46,25 @@ def detect_language(text: str) -> tuple[str, float]:
     return str(best["lang"]), float(best["score"])
 
 
+def rules_language(text: str, setting: str) -> str:
+    """The language whose word lists and thresholds judge ``text`` in the quality rules.
+
+    Args:
+        text: the document.
+        setting: a rule's ``language`` setting: ``"auto"`` detects the language of each
+            document (the model is loaded once per process); any other value is the code
+            used for every document (``"en"`` judges everything as English).
+
+    Returns:
+        ``setting`` unless it is ``"auto"``; then the detected language when its probability
+        is at least :data:`MIN_SCORE`, else ``"en"`` (each rule's English defaults).
+    """
+    if setting != "auto":
+        return setting
+    lang, probability = detect_language(text)
+    return lang if probability >= MIN_SCORE else "en"
+
+
 @dataclass(frozen=True)
 class LanguageFilter(Filter):
     """Keeps documents written in one of ``languages`` with enough confidence.
@@ -59,7 +81,7 @@ class LanguageFilter(Filter):
 
     name: ClassVar[str] = "language"
     languages: tuple[str, ...] = ("en",)
-    min_score: float = 0.65
+    min_score: float = MIN_SCORE
 
     def score(self, record: Any) -> dict[str, Any]:
         lang, probability = detect_language(record.text or "")

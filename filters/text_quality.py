@@ -18,6 +18,7 @@ of an NLTK tokenizer.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -25,10 +26,16 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from filters import wordlists
 from filters.base import Filter
+from filters.language import rules_language
+from filters.wordlists import SUBSTRING_LANGUAGES, UNSEGMENTED, count_substrings, gopher_profile
 
 _WORD = re.compile(r"\w+(?:['’]\w+)*")
 _TOKEN = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]+")
+# A word of a language written without spaces: one Thai, kana or CJK character, or a run of other word characters.
+_UNSPACED = "\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_CHAR_WORD = re.compile(f"[{_UNSPACED}]|[^\\W{_UNSPACED}]+(?:['’][^\\W{_UNSPACED}]+)*")
 _PARAGRAPH_BREAK = re.compile(r"\n{2,}")
 _LINE_BREAK = re.compile(r"\n+")
 
@@ -81,6 +88,17 @@ class GopherQualityFilter(Filter):
     non-alphabetic. Stop words are counted per occurrence and case-insensitively
     (datatrove counts occurrences, case-sensitively). Line ratios ignore blank lines.
 
+    Per language (``language: auto``, the default): each document is judged in its detected
+    language (:func:`filters.language.rules_language`; English when unsure). English keeps
+    the settings below. A language FineWeb-2 tuned (:func:`filters.wordlists.gopher_profile`,
+    30 languages) takes FineWeb-2's stop words, mean word length bounds and share of words
+    with a letter; any other language takes the settings below with Stopwords ISO's list for
+    it (Gopher's English list where there is none). Stop words are also matched as elided
+    prefixes (French ``l'`` in ``l'eau``). In Chinese, Japanese and Thai a word is one
+    character, so the word count counts characters and the mean word length rule is off;
+    there, and in Korean (whose stop words are particles), stop words are counted where they
+    occur in the text. The score's ``lang`` names the language used.
+
     Attributes:
         min_words: fewest words accepted.
         max_words: most words accepted.
@@ -91,7 +109,11 @@ class GopherQualityFilter(Filter):
         max_ellipsis_lines_ratio: largest share of lines ending with an ellipsis.
         min_alpha_words_ratio: smallest share of words containing a letter.
         min_stopwords: fewest stop-word occurrences accepted.
-        stopwords: the stop words, lower case.
+        stopwords: stop words, lower case, used for every language; empty (the default):
+            each language's own list, Gopher's *the, be, to, of, and, that, have, with*
+            for English.
+        language: ``auto`` (detect each document's language), or one code for every
+            document (``en``: the English rules above for all, as before per-language lists).
     """
 
     name: ClassVar[str] = "gopher_quality"
@@ -104,7 +126,8 @@ class GopherQualityFilter(Filter):
     max_ellipsis_lines_ratio: float = 0.3
     min_alpha_words_ratio: float = 0.8
     min_stopwords: int = 2
-    stopwords: tuple[str, ...] = STOPWORDS
+    stopwords: tuple[str, ...] = ()
+    language: str = "auto"
 
     def __post_init__(self) -> None:
         _check_ranges(
@@ -114,15 +137,16 @@ class GopherQualityFilter(Filter):
             ordered=(("min_words", "max_words"), ("min_mean_word_length", "max_mean_word_length")),
         )
 
-    def score(self, record: Any) -> dict[str, float]:
+    def score(self, record: Any) -> dict[str, Any]:
         text = record.text or ""
-        words = _WORD.findall(text)
+        lang = rules_language(text, self.language)
+        words = (_CHAR_WORD if lang in UNSEGMENTED else _WORD).findall(text)
         n_words = max(len(words), 1)
         spaced = text.split()
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         n_lines = max(len(lines), 1)
-        stopwords = set(self.stopwords)
         return {
+            "lang": lang,
             "words": len(words),
             "mean_word_length": sum(map(len, words)) / n_words,
             "hash_ratio": text.count("#") / n_words,
@@ -130,13 +154,14 @@ class GopherQualityFilter(Filter):
             "bullet_lines": sum(line.startswith(BULLETS) for line in lines) / n_lines,
             "ellipsis_lines": sum(line.endswith(ELLIPSES) for line in lines) / n_lines,
             "alpha_words": sum(any(c.isalpha() for c in w) for w in spaced) / max(len(spaced), 1),
-            "stopwords": sum(w.lower() in stopwords for w in words),
+            "stopwords": count_stopwords(text, lang, self.stopwords_for(lang)),
         }
 
-    def keep(self, score: dict[str, float]) -> tuple[bool, str | None]:
+    def keep(self, score: dict[str, Any]) -> tuple[bool, str | None]:
+        min_length, max_length, min_alpha = self.thresholds_for(score["lang"])
         if not self.min_words <= score["words"] <= self.max_words:
             return False, "gopher_word_count"
-        if not self.min_mean_word_length <= score["mean_word_length"] <= self.max_mean_word_length:
+        if not min_length <= score["mean_word_length"] <= max_length:
             return False, "gopher_mean_word_length"
         if max(score["hash_ratio"], score["ellipsis_ratio"]) > self.max_symbol_word_ratio:
             return False, "gopher_symbol_ratio"
@@ -144,11 +169,49 @@ class GopherQualityFilter(Filter):
             return False, "gopher_bullet_lines"
         if score["ellipsis_lines"] > self.max_ellipsis_lines_ratio:
             return False, "gopher_ellipsis_lines"
-        if score["alpha_words"] < self.min_alpha_words_ratio:
+        if score["alpha_words"] < min_alpha:
             return False, "gopher_alpha_words"
         if score["stopwords"] < self.min_stopwords:
             return False, "gopher_stopwords"
         return True, None
+
+    def stopwords_for(self, lang: str) -> frozenset[str]:
+        """The stop words documents in ``lang`` are counted against."""
+        if self.stopwords:
+            return frozenset(self.stopwords)
+        profile = gopher_profile(lang)
+        if profile is not None:
+            return frozenset(profile.stopwords)
+        return (lang != "en" and wordlists.stopwords(lang)) or frozenset(STOPWORDS)
+
+    def thresholds_for(self, lang: str) -> tuple[float, float, float]:
+        """``(min_mean_word_length, max_mean_word_length, min_alpha_words_ratio)`` for ``lang``.
+
+        FineWeb-2's where it has the language (a bound of 0 is no bound), these settings elsewhere;
+        no word length bounds where a word is a character.
+        """
+        profile = gopher_profile(lang)
+        if profile is None:
+            low, high, alpha = self.min_mean_word_length, self.max_mean_word_length, self.min_alpha_words_ratio
+        else:
+            low, high, alpha = (
+                profile.min_mean_word_length, profile.max_mean_word_length or math.inf, profile.min_alpha_words_ratio,
+            )
+        return (0.0, math.inf, alpha) if lang in UNSEGMENTED else (low, high, alpha)
+
+
+def count_stopwords(text: str, lang: str, stopwords: frozenset[str]) -> int:
+    """Occurrences of ``stopwords`` in ``text``, written in ``lang``, case-insensitively.
+
+    Whole tokens (words and runs of punctuation, ``’`` read as ``'``) and the elided prefixes of
+    words with an apostrophe (``l'`` of ``l'eau``); in :data:`~filters.wordlists.SUBSTRING_LANGUAGES`,
+    every occurrence in the text.
+    """
+    if lang in SUBSTRING_LANGUAGES:
+        return count_substrings(text, stopwords)
+    tokens = [token.lower().replace("’", "'") for token in _TOKEN.findall(text)]
+    elided = [token[: token.index("'") + 1] for token in tokens if "'" in token]
+    return sum(token in stopwords for token in tokens) + sum(prefix in stopwords for prefix in elided)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,14 @@ punctuation is not part of one; the two differ on inner hyphens and slashes
 (``e-mail`` is two words here, one there). The perplexity and per-paragraph
 language-ID rules need models and are not here (language ID lives in
 :mod:`filters.language`); the image-count rule is not a text rule.
+
+The word lists follow each page's language (:func:`filters.language.rules_language`,
+``language: auto``): English keeps the lists below, other languages take those of
+:mod:`filters.wordlists` (stop words from Stopwords ISO; flagged words from LDNOOBW through
+glin-profanity, with the English list added, as adult spam is often in English; common words
+from wordfreq). In Chinese, Japanese, Thai and Korean the share-of-stop-words and
+common-word rules are off (their stop words are not whitespace-separated words) and flagged
+words are counted where they occur, over characters (Korean: over words).
 """
 
 from __future__ import annotations
@@ -31,13 +39,16 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from curation.records import InterleavedDoc, Segment
+from filters import wordlists
 from filters.base import Filter
-from filters.text_quality import _PARAGRAPH_BREAK, _WORD, GopherRepetitionFilter, _ngram_labels
+from filters.language import rules_language
+from filters.text_quality import _CHAR_WORD, _PARAGRAPH_BREAK, _WORD, GopherRepetitionFilter, _ngram_labels
+from filters.wordlists import SUBSTRING_LANGUAGES, UNSEGMENTED, count_substrings
 
 STOPWORDS = tuple(
     """
@@ -58,8 +69,9 @@ STOPWORDS = tuple(
 )
 """English function words: articles, pronouns, auxiliaries, prepositions, conjunctions.
 
-A compact stand-in for OBELICS's list of about 300 (``STOPWORDS`` in its
-``filtering_utils.py``), which adds slang and misspellings (``coz``, ``thier``).
+The English list: a compact stand-in for OBELICS's list of about 300 (``STOPWORDS`` in
+its ``filtering_utils.py``), which adds slang and misspellings (``coz``, ``thier``); kept so
+that English pages are judged as before. Other languages use :func:`filters.wordlists.stopwords`.
 """
 
 FLAGGED_WORDS = (
@@ -77,12 +89,18 @@ FLAGGED_WORDS = (
     "vibrator",
     "masturbation",
 )
-"""Adult-content words, a short sample of OBELICS's list of 67 (``FLAGGED_WORDS`` in
-its ``filtering_utils.py``); the ratio rule, not the list, is the point. Pass a
-longer list through the ``flagged_words`` setting.
+"""English adult-content words, a short sample of OBELICS's list of 67 (``FLAGGED_WORDS`` in
+its ``filtering_utils.py``), kept so that English pages are judged as before; other languages
+use :func:`filters.wordlists.flagged_words` with these added. Pass a longer list through the
+``flagged_words`` setting.
 """
 
-PUNCTUATION = ",;:?!."
+PUNCTUATION = ",;:?!.，、。！？；：،؛؟।"
+"""OBELICS's marks (``, ; : ? ! .``) with their full-width (Chinese, Japanese), Arabic-script
+and Devanagari forms."""
+
+UNPUNCTUATED = frozenset({"th"})
+"""Languages that mark no sentence ends (Thai separates sentences with spaces): no punctuation rule."""
 
 
 @dataclass(frozen=True)
@@ -124,13 +142,22 @@ class TextRules:
         min_tokens_for_punctuation: the punctuation rule spares texts with fewer
             tokens (OBELICS: 12 at paragraph level, none at document level).
         min_common_word_ratio: smallest share of common words among words
-            (OBELICS: 0.8), checked only when ``common_words_path`` is set.
+            (OBELICS: 0.8), checked only when ``common_words_path`` or
+            ``common_words_top`` is set.
         common_words_path: a UTF-8 file of common words, one per line, read once
-            per process; empty turns the rule off. OBELICS reads its own vocabulary
-            file (``path_common_words``); none ships here.
-        stopwords: stop words, lower case, ``'`` for apostrophes.
-        flagged_words: flagged words, lower case.
-        punctuation: the marks the punctuation rule counts (OBELICS: ``, ; : ? ! .``).
+            per process, used for every language. OBELICS reads its own vocabulary
+            file (``path_common_words``), which does not ship.
+        common_words_top: where no file is given, the common words are the this-many
+            most frequent words of the page's language in wordfreq; 0 (the default)
+            turns the rule off. Languages wordfreq lacks skip it.
+        stopwords: stop words, lower case, ``'`` for apostrophes, for every language;
+            empty (the default): the page language's list (:data:`STOPWORDS` for English).
+        flagged_words: flagged words, lower case, for every language; empty (the
+            default): the page language's list (:data:`FLAGGED_WORDS` for English).
+        punctuation: the marks the punctuation rule counts (OBELICS: ``, ; : ? ! .``; here
+            with their full-width, Arabic-script and Devanagari forms).
+        language: ``auto`` (detect each page's language) or one code for every page
+            (``en``: the English lists for all pages).
     """
 
     min_words: int = 4
@@ -146,9 +173,11 @@ class TextRules:
     min_tokens_for_punctuation: int = 12
     min_common_word_ratio: float = 0.8
     common_words_path: str = ""
-    stopwords: tuple[str, ...] = STOPWORDS
-    flagged_words: tuple[str, ...] = FLAGGED_WORDS
+    common_words_top: int = 0
+    stopwords: tuple[str, ...] = ()
+    flagged_words: tuple[str, ...] = ()
     punctuation: str = PUNCTUATION
+    language: str = "auto"
 
 
 def filter_paragraphs(
@@ -157,9 +186,10 @@ def filter_paragraphs(
     """Drops the paragraphs of the text segments that fail ``rules``.
 
     Paragraphs are the parts of a text segment between blank lines (OBELICS splits
-    each text node on ``\\n\\n``). Kept paragraphs are joined back with a blank
-    line; a text segment with none left is removed, and blank paragraphs vanish
-    uncounted. Image segments pass untouched, in place.
+    each text node on ``\\n\\n``), judged with the word lists of the page's language.
+    Kept paragraphs are joined back with a blank line; a text segment with none left
+    is removed, and blank paragraphs vanish uncounted. Image segments pass untouched,
+    in place.
 
     Args:
         segments: a page's segments, in order.
@@ -172,6 +202,7 @@ def filter_paragraphs(
     """
     kept: list[Segment] = []
     dropped: Counter[str] = Counter()
+    lang = rules_language("\n\n".join(s.text for s in segments if s.kind == "text"), rules.language)
     for segment in segments:
         if segment.kind != "text":
             kept.append(segment)
@@ -180,7 +211,7 @@ def filter_paragraphs(
         for paragraph in _PARAGRAPH_BREAK.split(segment.text):
             if not paragraph.strip():
                 continue
-            failure = _failure(_scores(paragraph, rules), rules)
+            failure = _failure(_scores(paragraph, rules, lang), rules)
             if failure:
                 dropped[f"paragraph_{failure}"] += 1
             else:
@@ -222,14 +253,14 @@ class WebTextQualityFilter(TextRules, Filter):
     min_common_word_ratio: float = 0.9
     gopher_repetition: GopherRepetitionFilter | None = GopherRepetitionFilter()
 
-    def score(self, record: InterleavedDoc) -> dict[str, float]:
-        score = _scores(record.text, self)
+    def score(self, record: InterleavedDoc) -> dict[str, Any]:
+        score = _scores(record.text, self, rules_language(record.text, self.language))
         if self.gopher_repetition is not None:
             gopher = self.gopher_repetition.score(record)
             score.update({f"gopher.{key}": value for key, value in gopher.items()})
         return score
 
-    def keep(self, score: dict[str, float]) -> tuple[bool, str | None]:
+    def keep(self, score: dict[str, Any]) -> tuple[bool, str | None]:
         failure = _failure(score, self)
         if failure:
             return False, f"web_text_{failure}"
@@ -239,27 +270,74 @@ class WebTextQualityFilter(TextRules, Filter):
         return True, None
 
 
-def _scores(text: str, rules: TextRules) -> dict[str, float]:
-    """Measures ``text`` for every rule of ``rules``."""
+def _scores(text: str, rules: TextRules, lang: str) -> dict[str, Any]:
+    """Measures ``text``, written in ``lang``, for every rule of ``rules`` that applies to it."""
     tokens = _WORD.findall(text)
     words = [t.lower().replace("’", "'") for t in tokens if any(c.isalpha() for c in t)]
     n_words = max(len(words), 1)
-    stopwords, flagged = _word_set(rules.stopwords), _word_set(rules.flagged_words)
     marks = sum(c in rules.punctuation for c in text)
-    score = {
+    score: dict[str, Any] = {
+        "lang": lang,
         "words": len(words),
         "char_repetition": _char_repetition(text, rules.char_repetition_n),
         "word_repetition": _word_repetition(words, rules.word_repetition_n),
         "special_chars": sum(not c.isalpha() for c in text) / max(len(text), 1),
-        "stopwords": sum(w in stopwords for w in words) / n_words,
-        "flagged_words": sum(w in flagged for w in words) / n_words,
+        "flagged_words": _flagged_ratio(text, words, lang, _flagged_words(rules, lang)),
         "tokens": len(tokens) + marks,
-        "punctuation": marks / max(len(tokens) + marks, 1),
+        "punctuation": 1.0 if lang in UNPUNCTUATED else marks / max(len(tokens) + marks, 1),
     }
-    if rules.common_words_path:
-        common = _load_words(rules.common_words_path)
+    if lang in SUBSTRING_LANGUAGES:
+        return score
+    stopwords = _word_set(rules.stopwords) if rules.stopwords else _stopwords(lang)
+    score["stopwords"] = sum(w in stopwords for w in words) / n_words
+    score["stopword_scale"] = 1.0 if rules.stopwords else _stopword_scale(lang, stopwords)
+    common = _common_words(rules, lang)
+    if common:
         score["common_words"] = sum(w in common for w in words) / n_words
     return score
+
+
+def _stopwords(lang: str) -> frozenset[str]:
+    """The page language's stop words: :data:`STOPWORDS` for English and languages without a list."""
+    return (lang != "en" and wordlists.stopwords(lang)) or _word_set(STOPWORDS)
+
+
+def _stopword_scale(lang: str, stopwords: frozenset[str]) -> float:
+    """What OBELICS's stop-word thresholds are multiplied by for ``lang``: how much of its running
+    text its list covers over how much of English :data:`STOPWORDS` cover (wordfreq's frequencies),
+    at most 1; 1 where wordfreq lacks the language."""
+    share = wordlists.stopword_share(lang, stopwords)
+    if lang == "en" or share is None:
+        return 1.0
+    return min(1.0, share / wordlists.stopword_share("en", _word_set(STOPWORDS)))
+
+
+def _flagged_words(rules: TextRules, lang: str) -> frozenset[str]:
+    """The flagged words of ``rules`` or, by default, of the page language with the English ones."""
+    if rules.flagged_words:
+        return _word_set(rules.flagged_words)
+    return _word_set(FLAGGED_WORDS) if lang == "en" else _with_english_flagged(lang)
+
+
+@functools.cache
+def _with_english_flagged(lang: str) -> frozenset[str]:
+    return wordlists.flagged_words(lang) | frozenset(FLAGGED_WORDS)
+
+
+def _flagged_ratio(text: str, words: Sequence[str], lang: str, flagged: frozenset[str]) -> float:
+    """Flagged words per word; where words are not space-separated, occurrences per character
+    (Chinese, Japanese, Thai) or per word (Korean)."""
+    if lang not in SUBSTRING_LANGUAGES:
+        return sum(w in flagged for w in words) / max(len(words), 1)
+    units = len(_CHAR_WORD.findall(text)) if lang in UNSEGMENTED else len(words)
+    return count_substrings(text, flagged) / max(units, 1)
+
+
+def _common_words(rules: TextRules, lang: str) -> frozenset[str]:
+    """The common words of ``rules``' file, else wordfreq's top words of ``lang``; empty: rule off."""
+    if rules.common_words_path:
+        return _load_words(rules.common_words_path)
+    return wordlists.common_words(lang, rules.common_words_top) if rules.common_words_top else frozenset()
 
 
 def _failure(score: dict[str, float], rules: TextRules) -> str | None:
@@ -274,7 +352,7 @@ def _failure(score: dict[str, float], rules: TextRules) -> str | None:
         return "word_repetition"
     if score["special_chars"] > rules.max_special_char_ratio:
         return "special_chars"
-    if score["stopwords"] < rules.min_stopword_ratio:
+    if "stopwords" in score and score["stopwords"] < rules.min_stopword_ratio * score["stopword_scale"]:
         return "stopwords"
     if score["flagged_words"] > rules.max_flagged_word_ratio:
         return "flagged_words"

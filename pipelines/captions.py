@@ -28,17 +28,19 @@ from curation.fetch import FetchSettings
 from curation.images import ImageSettings
 from curation.models.clip import ClipSpec
 from curation.models.generator import GeneratorSpec, generator_sees_images
+from curation.models.nsfw import NsfwSpec
 from curation.readers import PairColumns
 from curation.records import CaptionPair, Reject, reject
 from curation.tokens import TokenSettings
 from filters.caption import CaptionFilter
 from filters.caption_checks import CaptionCheckSettings, CaptionClipMarginCheck
 from filters.image_quality import ImageQualityFilter
+from filters.nsfw import NsfwFilter
 from manifests.samples import caption_pair_sample
 from manifests.shards import ShardSettings
 from pipelines.executor import runner
 from pipelines.registry import GENERATOR_FLAGS, PipelineCommand, check_clip_weights, check_generator_flags
-from pipelines.pairs import DownloadSettings, download_steps
+from pipelines.pairs import DownloadSettings, download_steps, nsfw_step
 from pipelines.recipe import Model, Recipe, Samples, model_entry, without
 from synth.captions import (
     DEFAULT_PROMPT,
@@ -58,6 +60,7 @@ class CaptionsFilters:
 
     caption: CaptionFilter | None = CaptionFilter()
     image: ImageQualityFilter | None = ImageQualityFilter()
+    nsfw: NsfwFilter | None = NsfwFilter()
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class CaptionsConfig:
     filters: CaptionsFilters = CaptionsFilters()
     generator: GeneratorSpec = GeneratorSpec()
     rewrite: RewriteSettings = RewriteSettings()
+    nsfw: NsfwSpec = NsfwSpec()
     clip: ClipSpec = ClipSpec()
     tokens: TokenSettings = TokenSettings()
     shards: ShardSettings = ShardSettings()
@@ -184,7 +188,8 @@ def recipe(config: CaptionsConfig) -> Recipe:
     sees_images = generator_sees_images(config.generator, FileSystems.open)
     return Recipe(
         record_type=CaptionPair,
-        steps=without([*download_steps(config), _rewrite_step(config, sees_images), _clip_margin_step(config)]),
+        steps=without([*download_steps(config), nsfw_step(config), _rewrite_step(config, sees_images),
+                       _clip_margin_step(config)]),
         output=Samples(captioned_sample, config.tokens),
         config=config,
     )
@@ -196,7 +201,7 @@ run = runner(recipe)
 COMMAND = PipelineCommand(
     name="captions",
     help="LAION-style parquet -> images with alt texts rewritten into long captions by a small model",
-    description="Read LAION-style parquet, fetch and filter the images as `curate pairs` does, then "
+    description="Read LAION-style parquet, fetch and filter the images (quality, open_nsfw safety) as `curate pairs` does, then "
     "rewrite each alt text into a longer descriptive caption with a generative model (transformers "
     "from a local or Beam-filesystem directory, including a GGUF file, or an OpenAI-compatible "
     "endpoint such as vLLM, SGLang or TGI), check every caption (length, repetition loops, refusals, "

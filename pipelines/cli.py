@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from typing import Any, Sequence
 
 import yaml
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from curation import __version__
 from curation.config import ConfigError, load_config, to_mapping
 from curation.models.clip import RandomWeightsRefused
-from manifests.manifest import load_manifest, verify_manifest, why_empty
+from manifests.manifest import canonical_json, load_manifest, verify_manifest, why_empty
+from manifests.report import Storage, write_report
+from manifests.mixture import MixtureError, StageSpec, format_stage, resolve_stage
 from pipelines import console
 from pipelines.executor import BudgetExceeded, run_recipe
 from pipelines.io import read_stage_funnel
@@ -36,7 +41,8 @@ def _add_pipeline(commands: Any, command: PipelineCommand) -> None:
     parser = commands.add_parser(
         command.name, help=command.help, description=command.description + " " + RUNNER_HELP, allow_abbrev=False
     )
-    parser.add_argument("--input", help="input glob (local, gs://, s3://); not needed with --resume-from")
+    parser.add_argument("--input", nargs="+" if command.many_inputs else None,
+                        help="input glob (local, gs://, s3://); not needed with --resume-from")
     parser.add_argument("--output", required=True, help="output directory (local, gs://, s3://)")
     parser.add_argument("--config", help="YAML config file (local, gs://, s3://); unknown keys are errors")
     parser.add_argument(
@@ -60,6 +66,7 @@ def _add_pipeline(commands: Any, command: PipelineCommand) -> None:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress line (warnings still show once each, and are summarised)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
+    parser.add_argument("--no-report", action="store_true", help="do not write OUTPUT/report.html at the end of the run")
     groups: dict[str, Any] = {}
     for flag in command.flags:
         target = parser
@@ -99,6 +106,32 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output", required=True, metavar="MODEL", help="where to write the model file")
     train.add_argument("--text-field", default="text", help="JSON field holding the text (default: text)")
 
+    mix = commands.add_parser(
+        "mix",
+        help="resolve a stage mixture (YAML: sources by manifest, weights, minimum shares) into a stage manifest",
+        description="Read a stage spec (sources by dataset manifest, weights by tokens or samples, a minimum "
+        "share per source, the sequence length, a cap on repeats), resolve it against the sources' manifests "
+        "and write OUTPUT/stage.json, which manifests.reader.mixture_dataset reads: the samples each source "
+        "gives one epoch, the tokens and share that realises, the repeat factor each weight implies. Warns "
+        "when a source repeats past the cap; exit status 2 naming the source when a weight cannot be met.",
+        allow_abbrev=False,
+    )
+    mix.add_argument("spec", help="stage spec, YAML (local, gs://, s3://)")
+    mix.add_argument("--output", required=True, help="output directory for stage.json")
+    mix.add_argument("--no-report", action="store_true", help="do not write OUTPUT/report.html")
+
+    report = commands.add_parser(
+        "report",
+        help="write the HTML report of a run's output (written at the end of every run unless --no-report)",
+        description="Write one static HTML page, readable offline, about the output of a run (DIR/manifest.json) "
+        "or of `curate mix` (DIR/stage.json): the funnel with every drop reason, samples and tokens per shard "
+        "and per source, score histograms, a gallery of kept and of rejected samples, the models (random "
+        "weights flagged) and the resolved config.",
+        allow_abbrev=False,
+    )
+    report.add_argument("dir", help="output directory of a run (local, gs://, s3://)")
+    report.add_argument("--output", metavar="FILE", help="where to write the page (default: DIR/report.html)")
+
     manifest = commands.add_parser("manifest", help="inspect and verify manifests")
     manifest_commands = manifest.add_subparsers(dest="manifest_command", required=True, metavar="ACTION")
     verify = manifest_commands.add_parser(
@@ -113,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="run `curate pairs`, `interleaved`, `captions`, `documents` and `video` on generated sample data, no network",
+        help="run `curate pairs`, `interleaved`, `captions`, `documents`, `video` and `text` on generated sample data, "
+        "then `curate mix` over their outputs; no network",
         description="Generate images and a LAION-style parquet (good pairs plus broken ones: 404s, a slow "
         "server, corrupt and truncated files, a pixel bomb, an oversized body, a redirect to a "
         "forbidden address, junk captions, duplicates), serve them on 127.0.0.1 and run the pairs "
@@ -124,8 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
         "transcribe generated PDFs and scans (with an encrypted, a truncated and a non-PDF file) into "
         "OUTPUT/documents/, QA pairs by a rule-based stand-in; then cut, sample and describe generated "
         "videos (a rotated phone video, a copy, a long lecture routed to long/, truncated, garbled, "
-        "random and audio-only files) into OUTPUT/video/, by the same stand-in. Each prints its funnel. No network "
-        "beyond loopback.",
+        "random and audio-only files) into OUTPUT/video/, by the same stand-in; pack a generated text "
+        "corpus (all-MiniLM-L6-v2 embeddings) into OUTPUT/text/; and mix the six outputs into the stage "
+        "manifest OUTPUT/mix/stage.json. Each prints its funnel. No network beyond loopback.",
     )
     demo.add_argument("--output", default="demo-out", help="output directory (default: demo-out)")
     demo.add_argument("--quiet", action="store_true", help="no progress line")
@@ -194,7 +229,8 @@ def _run_pipeline(command: PipelineCommand, args: argparse.Namespace, beam_args:
     manifest_path = FileSystems.join(args.output, "manifest.json")
     with console.session(quiet=args.quiet):
         try:
-            ran = run_recipe(recipe, args.input, args.output, beam_args, args.stop_after, args.resume_from)
+            inputs = ",".join(args.input) if command.many_inputs and args.input else args.input
+            ran = run_recipe(recipe, inputs, args.output, beam_args, args.stop_after, args.resume_from)
         except BudgetExceeded as error:
             _report(args, manifest_path)
             print(f"curate: run failed: {error}", file=sys.stderr)
@@ -222,10 +258,32 @@ def _report(args: argparse.Namespace, manifest_path: str) -> None:
             "shards": FileSystems.join(args.output, "shards"), "rejects": FileSystems.join(args.output, "rejects"),
             "manifest": manifest_path,
         }
+        if not args.no_report:
+            outputs["report"] = write_report(args.output, storage=beam_storage())
     for line in console.summary_lines():
         print(line, file=sys.stderr)
     for name, path in outputs.items():
         print(f"{name}: {path}")
+
+
+def beam_storage() -> Storage:
+    """The report's file access through Beam's filesystems (local, ``gs://``, ``s3://``)."""
+    return Storage(
+        open=lambda path: FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED),
+        create=lambda path: FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED),
+        glob=lambda pattern: sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list),
+        join=FileSystems.join,
+    )
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    try:
+        path = write_report(args.dir, args.output, storage=beam_storage())
+    except FileNotFoundError as error:
+        print(f"curate: error: {error}", file=sys.stderr)
+        return 2
+    print(f"report: {path}")
+    return 0
 
 
 def _run_manifest(args: argparse.Namespace) -> int:
@@ -242,8 +300,6 @@ def _run_manifest(args: argparse.Namespace) -> int:
 
 
 def _run_train_quality(args: argparse.Namespace) -> int:
-    from apache_beam.io.filesystem import CompressionTypes
-
     from filters.quality_model import HashedNgramClassifier, read_training_texts
 
     def texts(patterns: list[str]):
@@ -259,13 +315,34 @@ def _run_train_quality(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_mix(args: argparse.Namespace) -> int:
+    spec = load_config(StageSpec, args.spec, opener=FileSystems.open)
+    output = FileSystems.join(args.output, "stage.json")
+    stage = resolve_stage(spec, args.spec, output, opener=FileSystems.open, package_version=__version__)
+    stage["config"] = json.loads(canonical_json(to_mapping(spec)))
+    with FileSystems.create(output) as handle:
+        handle.write((json.dumps(stage, indent=2, sort_keys=True) + "\n").encode())
+    print(format_stage(stage))
+    for warning in stage["warnings"]:
+        print(f"curate: WARNING: {warning}", file=sys.stderr)
+    print(f"stage manifest: {output}")
+    if not args.no_report:
+        print(f"report: {write_report(args.output, storage=beam_storage())}")
+    return 0
+
+
 def _run_demo(args: argparse.Namespace) -> int:
     from pipelines.demo import run_demo
 
     with console.session(quiet=args.quiet):
         for name, manifest in run_demo(args.output).items():
-            print(f"\n== {name}: {FileSystems.join(args.output, name, 'manifest.json')}")
-            print(format_funnel(manifest))
+            folder = FileSystems.join(args.output, name)
+            if manifest.get("kind") == "stage":
+                print(f"\n== {name}: {FileSystems.join(folder, 'stage.json')}")
+            else:
+                print(f"\n== {name}: {FileSystems.join(folder, 'manifest.json')}")
+                print(format_funnel(manifest))
+            print(f"report: {write_report(folder, storage=beam_storage())}")
         for line in console.summary_lines():
             print(line, file=sys.stderr)
     return 0
@@ -284,8 +361,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_train_quality(args)
         if args.command == "manifest":
             return _run_manifest(args)
+        if args.command == "report":
+            return _run_report(args)
+        if args.command == "mix":
+            return _run_mix(args)
         return _run_demo(args)
-    except (ConfigError, RecipeError, RandomWeightsRefused) as error:
+    except (ConfigError, RecipeError, RandomWeightsRefused, MixtureError) as error:
         print(f"curate: error: {error}", file=sys.stderr)
         return 2
     except Exception as error:  # the job failed: one line, non-zero

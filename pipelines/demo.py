@@ -6,12 +6,17 @@
 4. ``curate documents`` on generated PDFs and scans (text layer or PP-OCRv4, real weights), QA
    pairs by a rule-based stand-in on loopback;
 5. ``curate video`` on generated videos (and broken files), frames described, summarised and
-   questioned by the same stand-in, several frames per request.
+   questioned by the same stand-in, several frames per request;
+6. ``curate text`` on a generated corpus (planted duplicates and junk), embedded by
+   all-MiniLM-L6-v2 (real weights) and packed into sequences;
+7. ``curate mix`` over those outputs (``configs/stage-demo.yaml``): the stage manifest the
+   resumable reader reads, under ``mix/stage.json``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 from pathlib import Path
@@ -21,12 +26,14 @@ from apache_beam.io.filesystems import FileSystems
 
 from curation.config import load_config
 from manifests.manifest import load_manifest
-from pipelines import captions, documents, interleaved, pairs, video
+from manifests.mixture import StageSpec, format_stage, resolve_stage
+from pipelines import captions, documents, interleaved, pairs, text, video
 from pipelines.registry import check_clip_weights
 from sampledata.pairs import ImageServer, make_pairs_cases, write_pairs_parquet
 from sampledata.documents import write_document_inputs
 from sampledata.videos import write_video_inputs
 from sampledata.llm_server import LLMServer
+from sampledata.text import make_text_corpus
 from sampledata.warc import make_warc_corpus
 
 CONFIGS = Path(__file__).parent / "configs"
@@ -38,14 +45,18 @@ def _fresh(output_dir: str) -> None:
 
 
 def run_demo(output_dir: str, beam_args: list[str] | None = None) -> dict[str, dict]:
-    """Runs the demos under ``output_dir/{pairs,interleaved,captions,documents,video}``; returns their manifests."""
-    return {
+    """Runs the demos under ``output_dir/{pairs,interleaved,captions,documents,video,text}``, then
+    mixes their outputs into ``output_dir/mix/stage.json``; returns the manifests, the stage last."""
+    manifests = {
         "pairs": run_pairs_demo(os.path.join(output_dir, "pairs"), beam_args),
         "interleaved": run_interleaved_demo(os.path.join(output_dir, "interleaved"), beam_args),
         "captions": run_captions_demo(os.path.join(output_dir, "captions"), beam_args),
         "documents": run_documents_demo(os.path.join(output_dir, "documents"), beam_args),
         "video": run_video_demo(os.path.join(output_dir, "video"), beam_args),
+        "text": run_text_demo(os.path.join(output_dir, "text"), beam_args),
     }
+    manifests["mix"] = run_mix_demo(os.path.join(output_dir, "mix"))
+    return manifests
 
 
 def run_pairs_demo(output_dir: str, beam_args: list[str] | None = None) -> dict:
@@ -115,6 +126,32 @@ def run_video_demo(output_dir: str, beam_args: list[str] | None = None) -> dict:
     config = load_config(video.VideoConfig, str(CONFIGS / "video-demo.yaml"))
     return _with_stand_in(video, config, os.path.join(input_dir, "*.mp4"), output_dir, beam_args,
                           f"{len(cases)} video files in {input_dir}; frames described")
+
+
+def run_text_demo(output_dir: str, beam_args: list[str] | None = None) -> dict:
+    """Writes the generated text corpus as JSONL, runs ``curate text`` on it and returns the manifest."""
+    _fresh(output_dir)
+    input_path = os.path.join(output_dir, "input", "corpus.jsonl")
+    os.makedirs(os.path.dirname(input_path), exist_ok=True)
+    corpus = make_text_corpus(per_topic=25, seed=7)
+    with open(input_path, "wb") as handle:
+        handle.write(corpus.jsonl())
+    config = load_config(text.TextConfig, str(CONFIGS / "text-demo.yaml"))
+    print(f"demo: {len(corpus.docs)} documents in {input_path}, embedded by {config.embedder.model}")
+    text.run(input_path, output_dir, config, beam_args or ["--runner=DirectRunner"])
+    return load_manifest(FileSystems.join(output_dir, "manifest.json"), opener=FileSystems.open)
+
+
+def run_mix_demo(output_dir: str) -> dict:
+    """Resolves ``configs/stage-demo.yaml`` against the demo's outputs into ``output_dir/stage.json``."""
+    spec_path = os.path.join(output_dir, "stage.yaml")
+    os.makedirs(output_dir, exist_ok=True)
+    shutil.copyfile(CONFIGS / "stage-demo.yaml", spec_path)  # its sources are relative to it
+    stage = resolve_stage(load_config(StageSpec, spec_path), spec_path, os.path.join(output_dir, "stage.json"))
+    with open(os.path.join(output_dir, "stage.json"), "w") as handle:
+        json.dump(stage, handle, indent=2, sort_keys=True)
+    print(format_stage(stage))
+    return stage
 
 
 def _with_stand_in(pipeline: Any, config: Any, input_glob: str, output_dir: str, beam_args: list[str] | None,

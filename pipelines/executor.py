@@ -437,7 +437,7 @@ def build(pipeline: beam.Pipeline, recipe: Recipe, input_glob: str, output_dir: 
         )
         collected.rejects.append(step_rejects | f"{label}/TallyRejects" >> beam.ParDo(_TallyRejects(step.funnel)))
         collected.names.extend(step.funnel)
-    _write_outputs(pipeline, recipe, plan, records, inputs, collected, output_dir)
+    _write_outputs(pipeline, recipe, plan, records, inputs, collected, output_dir, input_glob)
 
 
 def _split(pipeline: beam.Pipeline, records, step: FanOut, inputs, collected: _Collected):
@@ -510,13 +510,14 @@ def _write_stop_outputs(pipeline, recipe: Recipe, inputs, collected: _Collected,
     _ = counts | "WriteStageFunnel" >> beam.Map(write_stage_funnel, tuple(collected.names), recipe.budgets, path)
 
 
-def _document_starts(sample: Any) -> list[int]:
-    """One per record a packed sample begins (the piece at its token 0), so a record split over
+def _document_starts(sample: Any) -> int:
+    """The records a packed sample begins (the piece at its token 0), so a record split over
     several sequences counts once, and two records with the same content id count twice."""
-    return [1 for piece in json.loads(sample.fields["json"])["pieces"] if piece["start_token"] == 0]
+    return sum(1 for piece in json.loads(sample.fields["json"])["pieces"] if piece["start_token"] == 0)
 
 
-def _write_outputs(pipeline, recipe: Recipe, plan: RunPlan, records, inputs, collected: _Collected, output_dir: str):
+def _write_outputs(pipeline, recipe: Recipe, plan: RunPlan, records, inputs, collected: _Collected, output_dir: str,
+                   input_glob: str | None):
     output = recipe.output
     outputs: dict[str, beam.PCollection] = {"inputs": inputs}
     if isinstance(output, Samples):
@@ -525,9 +526,11 @@ def _write_outputs(pipeline, recipe: Recipe, plan: RunPlan, records, inputs, col
         outputs["samples"] = records | "Pack" >> output.transform
         outputs["packed_records"] = (
             outputs["samples"]
-            | "PackedDocStarts" >> beam.FlatMap(_document_starts)
-            | "CountPacked" >> beam.combiners.Count.Globally()
+            | "PackedRecords" >> beam.Map(output.records or _document_starts)
+            | "CountPacked" >> beam.CombineGlobally(sum)
         )
+        if output.report is not None:
+            outputs["packed_report"] = outputs["samples"] | "PackedReport" >> output.report
     carriers = [(step, carried) for step, carried in recipe.carriers() if step in plan.funnel]
     if carriers:
         outputs["model_outputs"] = records | "ModelOutputs" >> CountCarried(carriers)
@@ -546,6 +549,7 @@ def _write_outputs(pipeline, recipe: Recipe, plan: RunPlan, records, inputs, col
         budgets=recipe.budgets,
         item_funnels=tuple((key, steps) for key, steps, _ in collected.item_funnels),
         notes=recipe.notes,
+        extra=dict(recipe.extra(input_glob)) if recipe.extra else {},
     )
     item_pcolls = {}
     for key, _, output in collected.item_funnels:
@@ -615,6 +619,8 @@ def run_recipe(
         verdict = read_stage_funnel(stage_directory(output_dir, plan.stop_after))
     if verdict.get("budget_exceeded"):
         raise BudgetExceeded(verdict["budget_exceeded"][0])
+    if recipe.finish is not None and plan.stop_after is None:
+        recipe.finish(input_glob, output_dir)
     return True
 
 

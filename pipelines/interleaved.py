@@ -6,7 +6,7 @@ text_quality (paragraphs, then the page) [stage ``text_quality``] -> page_dedup
 scores and reordering [stage ``clip_score``, every run with CLIP], then the score
 filter). Image references have their own funnel (``extra.image_funnel`` in the
 manifest): image_url -> image_cap -> image_fetch -> image_decode -> image_quality
--> image_dedup.
+-> image_nsfw (open_nsfw, each distinct URL once) -> image_dedup.
 
 A stage writes ``DIR/stages/STAGE/pages-*.parquet`` (pages, image bytes left out)
 and ``DIR/stages/STAGE/images-*.parquet`` (each image once). ``images`` and
@@ -29,10 +29,11 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import TaggedOutput
 
 from curation.budgets import FailureBudgets
-from curation.fetch import Fetcher, FetchSettings
+from curation.fetch import OPTED_OUT, Fetcher, FetchSettings
 from curation.images import ImageRejected, ImageSettings, normalize_image
 from curation.minhash import MinHashSettings
 from curation.models.clip import ClipSpec
+from curation.models.nsfw import NsfwSpec
 from curation.records import IMAGE_TYPE, ImageData, InterleavedDoc, Reject, from_row, reject, to_row
 from curation.tokens import TokenSettings
 from curation.warc import WarcFailure, iter_warc
@@ -50,6 +51,7 @@ from filters.image_dedup import ImageDedupSettings, PhashSimilarity, phash_band_
 from filters.image_quality import ImageQualityFilter
 from filters.image_url import ImageUrlFilter
 from filters.language import LanguageFilter
+from filters.nsfw import NsfwFilter
 from filters.web_text import TextRules, WebTextQualityFilter, filter_paragraphs
 from manifests.samples import interleaved_sample
 from manifests.shards import ShardSettings
@@ -62,7 +64,7 @@ from pipelines.recipe import (
 )
 from pipelines.transforms import REJECTS
 
-IMAGE_STEPS = ("image_url", "image_cap", "image_fetch", "image_decode", "image_quality", "image_dedup")
+IMAGE_STEPS = ("image_url", "image_cap", "image_fetch", "image_decode", "image_quality", "image_nsfw", "image_dedup")
 IMAGE_EVENTS = "image_events"
 IMAGE_PAYLOADS = "image_payloads"
 IMAGE_SCHEMA = pa.schema(list(IMAGE_TYPE))
@@ -78,6 +80,7 @@ class InterleavedFilters:
     language: LanguageFilter | None = LanguageFilter()
     image_url: ImageUrlFilter | None = ImageUrlFilter()
     image: ImageQualityFilter | None = ImageQualityFilter(min_side=150, max_aspect=2.0)
+    nsfw: NsfwFilter | None = NsfwFilter()
     clip: ClipScoreFilter | None = ClipScoreFilter(threshold=0.2)
 
 
@@ -112,6 +115,7 @@ class InterleavedConfig:
     download: ImageFetchSettings = ImageFetchSettings()
     fetch: FetchSettings = FetchSettings()
     image: ImageSettings = ImageSettings()
+    nsfw: NsfwSpec = NsfwSpec()
     clip: ClipSpec = ClipSpec()
     reorder_margin: float = 0.0
     tokens: TokenSettings = TokenSettings()
@@ -294,10 +298,12 @@ class DedupImages(beam.PTransform):
 
 
 def _with_failure_flag(event: tuple[str, str]) -> tuple[str, str, bool]:
-    """An image event as ``(step, reason, dead_letter)``: a fetch or a decode that failed is a
-    failure (held to the failure budget); an image the WARC lacks with fetching off is not."""
+    """An image event as ``(step, reason, dead_letter)``: a fetch, a decode or a safety score
+    that failed is a failure (held to the failure budget); an image the WARC lacks with
+    fetching off, one its creator opted out of, or one the safety filter judged, is not."""
     step, reason = event
-    return step, reason, step in ("image_fetch", "image_decode") and reason != "not_in_warc"
+    failed = step in ("image_fetch", "image_decode") and reason not in ("not_in_warc", OPTED_OUT)
+    return step, reason, failed or (step == "image_nsfw" and reason != "nsfw")
 
 
 def _attach(item: tuple[str, dict[str, list]]) -> Iterable[Any]:
@@ -322,16 +328,66 @@ def _route_resolved(item: tuple[str, list[str], Any]) -> Iterable[Any]:
             yield TaggedOutput("failed", (page, (url, outcome)))
 
 
+def _image_bytes(resolved: tuple[str, list[str], ImageData]) -> bytes:
+    return resolved[2].data
+
+
+def _judge_nsfw(item: tuple[tuple[str, list[str], ImageData], Any], judge: NsfwFilter) -> Iterable[Any]:
+    """A scored image on the main output if the safety filter keeps it, else
+    ``(page, (url, ("image_nsfw", reason)))`` per page on ``failed``."""
+    (url, pages, image), score = item
+    if isinstance(score, Exception):
+        reason = "nsfw_unreadable"
+    else:
+        reason = judge.keep(score)[1]
+    if reason is None:
+        yield url, pages, image
+    else:
+        for page in pages:
+            yield TaggedOutput("failed", (page, (url, ("image_nsfw", reason))))
+
+
+def _failed_nsfw_batch(failure: tuple[Any, Any]) -> Iterable[Any]:
+    batch, _ = failure
+    for url, pages, _ in batch if isinstance(batch, list) else [batch]:
+        for page in pages:
+            yield page, (url, ("image_nsfw", "batch_error"))
+
+
+class ScoreImageSafety(beam.PTransform):
+    """The ``image_nsfw`` item step: open_nsfw over resolved images, each URL once, in batches.
+
+    Input: ``(url, pages, ImageData)``. Output: ``{"ok": the kept ones, "failed": (page, (url,
+    ("image_nsfw", reason)))}``: ``nsfw`` for a judged image, ``nsfw_unreadable`` and
+    ``batch_error`` for failures.
+    """
+
+    def __init__(self, step: Model):
+        super().__init__()
+        self._step = step
+
+    def expand(self, resolved: beam.PCollection) -> dict[str, beam.PCollection]:
+        from apache_beam.ml.inference.base import RunInference  # imports the model libraries: only when it runs
+
+        scored, failures = resolved | "Infer" >> RunInference(self._step.handler).with_exception_handling()
+        judged = scored | "Judge" >> beam.FlatMap(_judge_nsfw, self._step.judge).with_outputs("failed", main="ok")
+        failed_batches = failures.failed_inferences | "FailedBatches" >> beam.FlatMap(_failed_nsfw_batch)
+        failed = (judged.failed, failed_batches) | "AllFailed" >> beam.Flatten()
+        return {"ok": judged.ok, "failed": failed}
+
+
 class AttachImages(beam.PTransform):
     """Resolves, judges and deduplicates every image reference, then puts the bytes into the pages.
 
     Input: ``{"records": pages with image URLs, "image_payloads": (url, bytes) from the WARCs}``.
-    Output: a :class:`StepOutput` whose items are the image references.
+    Output: a :class:`StepOutput` whose items are the image references. ``nsfw``, when given,
+    is the safety model step (``image_nsfw``) run on the resolved images before deduplication.
     """
 
-    def __init__(self, config: InterleavedConfig):
+    def __init__(self, config: InterleavedConfig, nsfw: Model | None = None):
         super().__init__()
         self._config = config
+        self._nsfw = nsfw
 
     def expand(self, pcolls: dict[str, beam.PCollection]):
         config = self._config
@@ -349,9 +405,12 @@ class AttachImages(beam.PTransform):
             | "ResolveImages" >> beam.ParDo(ResolveImageBytes(config))
             | "RouteResolved" >> beam.FlatMap(_route_resolved).with_outputs("failed", main="ok")
         )
-        outcomes = (resolved.ok | "DedupImages" >> DedupImages(config.image_dedup), resolved.failed) | (
-            "AllOutcomes" >> beam.Flatten()
-        )
+        ok, failed = resolved.ok, [resolved.failed]
+        if self._nsfw is not None:
+            safe = ok | "ImageNsfw" >> ScoreImageSafety(self._nsfw)
+            ok = safe["ok"]
+            failed.append(safe["failed"])
+        outcomes = (ok | "DedupImages" >> DedupImages(config.image_dedup), *failed) | "AllOutcomes" >> beam.Flatten()
         attached = (
             {"doc": pages | "KeyPages" >> beam.Map(lambda d: (d.id, d)), "outcome": outcomes}
             | "JoinOutcomes" >> beam.CoGroupByKey()
@@ -473,8 +532,19 @@ def _clip_step(config: InterleavedConfig) -> Model | None:
     )
 
 
+def _image_nsfw_step(config: InterleavedConfig) -> Model | None:
+    """open_nsfw on each resolved image, then the safety filter: an item step of ``images``."""
+    if config.filters.nsfw is None:
+        return None
+    from pipelines.models import NsfwHandler  # imports the model libraries: only when it runs
+
+    return Model(name="image_nsfw", handler=NsfwHandler(config.nsfw, image=_image_bytes),
+                 entry=model_entry(config.nsfw, "safety"), judge=config.filters.nsfw)
+
+
 def recipe(config: InterleavedConfig) -> Recipe:
     filters, pages = config.filters, config.pages
+    nsfw = _image_nsfw_step(config)
     return Recipe(
         record_type=InterleavedDoc,
         steps=without([
@@ -487,8 +557,9 @@ def recipe(config: InterleavedConfig) -> Recipe:
             Checkpoint(name="text_quality"),
             Dedup(name="page_dedup", minhash=config.page_dedup),
             Checkpoint(name="page_dedup"),
-            Corpus(name="images", transform=AttachImages(config), sides=(IMAGE_PAYLOADS,), item_steps=IMAGE_STEPS,
-                   funnel_key="image_funnel"),
+            Corpus(name="images", transform=AttachImages(config, nsfw), sides=(IMAGE_PAYLOADS,),
+                   item_steps=IMAGE_STEPS if nsfw else tuple(s for s in IMAGE_STEPS if s != "image_nsfw"),
+                   funnel_key="image_funnel", models=(nsfw,) if nsfw else ()),
             Checkpoint(name="images", always=True),
             _clip_step(config),
         ]),
@@ -508,8 +579,8 @@ COMMAND = PipelineCommand(
     description="Read WARC files (.warc, multi-member .warc.gz; any Beam filesystem glob), extract each "
     "HTML page's main content as text and images in reading order, keep the newest capture of a URL, "
     "drop bad paragraphs and pages (OBELICS and Gopher rules, language ID), drop near-duplicate pages "
-    "(MinHash LSH), resolve image bytes from the WARC's image records or the safe fetcher, filter and "
-    "deduplicate images corpus-wide (exact, perceptual, too many pages), score each page with CLIP, "
+    "(MinHash LSH), resolve image bytes from the WARC's image records or the safe fetcher, filter images "
+    "(quality, open_nsfw safety) and deduplicate them corpus-wide (exact, perceptual, too many pages), score each page with CLIP, "
     "move images in front of better-matching earlier sentences, and write OUTPUT/shards/*.tar, "
     "OUTPUT/manifest.json (with an image funnel), OUTPUT/rejects/*.parquet and the resumable stage "
     "tables OUTPUT/stages/{images,clip_score}/. Stages: extract (before any filter), text_quality, "

@@ -20,6 +20,7 @@ from curation.ids import content_id
 from curation.readers import iter_parquet_rows, parquet_row_groups
 from curation.records import Reject, to_row
 from curation.budgets import FailureBudgets, over_budget
+from manifests.dataset_card import dataset_card, sample_schema, unify
 from manifests.manifest import build_funnel, build_manifest, dump_manifest
 from manifests.shards import ShardInfo, ShardSettings
 from pipelines.write_shards import WriteShards
@@ -150,6 +151,7 @@ class ManifestHeader:
         item_funnels: ``(extra key, item steps)`` of each item funnel (or source funnel).
         notes: facts a reader of the manifest needs (``extra.notes``), e.g. that no
             generator ran, so a dataset has no QA pairs.
+        extra: further facts for the manifest's ``extra`` (e.g. the lineage of the input).
     """
 
     dataset: str
@@ -159,6 +161,7 @@ class ManifestHeader:
     budgets: FailureBudgets = FailureBudgets()
     item_funnels: tuple[tuple[str, tuple[str, ...]], ...] = ()
     notes: tuple[str, ...] = ()
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class CountFunnel(beam.PTransform):
@@ -256,6 +259,8 @@ def _write_manifest(
     path: str,
     packed_records: int | None = None,
     model_outputs: dict[str, tuple[int, int]] | None = None,
+    packed_report: dict[str, Any] | None = None,
+    sample_schema: Any = None,
 ) -> str:
     funnel = build_funnel(header.steps, counts["inputs"], counts["dropped"], counts["dead"], counts["fallback"])
     item_steps = dict(header.item_funnels)
@@ -266,7 +271,10 @@ def _write_manifest(
     rows = [step.to_dict() for step in funnel] + [row for rows in item_funnels.values() for row in rows]
     over = [violation.message() for violation in over_budget(rows, header.budgets)]
     item_dead = sum(sum(dead.values()) for _, _, _, dead in item_counts)
-    extra = {**item_funnels, **({"notes": list(header.notes)} if header.notes else {})}
+    extra = {
+        **header.extra, **(packed_report or {}), **item_funnels,
+        **({"notes": list(header.notes)} if header.notes else {}),
+    }
     manifest = build_manifest(
         dataset=header.dataset,
         config=header.config,
@@ -279,10 +287,33 @@ def _write_manifest(
         extra=extra or None,
         budget_exceeded=over,
     )
+    if sample_schema is not None:
+        card = FileSystems.join(FileSystems.split(path)[0], "README.md")
+        with FileSystems.create(card) as handle:
+            handle.write(dataset_card(manifest, sample_schema).encode())
     with FileSystems.create(path + ".inprogress") as handle:
         handle.write(dump_manifest(manifest))
     FileSystems.rename([path + ".inprogress"], [path])
     return path
+
+
+class SampleSchema(beam.CombineFn):
+    """The schema that holds every sample's fields and JSON (:mod:`manifests.dataset_card`)."""
+
+    def create_accumulator(self) -> Any:
+        return "null"
+
+    def add_input(self, schema: Any, sample: Any) -> Any:
+        return unify(schema, sample_schema(sample))
+
+    def merge_accumulators(self, schemas: Iterable[Any]) -> Any:
+        merged: Any = "null"
+        for schema in schemas:
+            merged = unify(merged, schema)
+        return merged
+
+    def extract_output(self, schema: Any) -> Any:
+        return schema
 
 
 STAGE_FUNNEL = "funnel.json"
@@ -312,8 +343,10 @@ class WriteManifest(beam.PTransform):
     """Writes ``DIR/manifest.json`` once the shards and the funnel counts are known.
 
     Input: ``{"shards": ShardInfos, "counts": the CountFunnel summary, "items": CountItemFunnel
-    singletons (flattened)}``, plus ``"packed_records"`` (a singleton count) when each sample
-    packs several records, and ``"model_outputs"`` (a singleton ``{model step: (samples
+    singletons (flattened)}``, ``"sample_schema"`` (a singleton, :class:`SampleSchema`: the dataset
+    card ``README.md`` is written beside the manifest), plus ``"packed_records"`` (a singleton count) when each sample
+    packs several records, ``"packed_report"`` (a singleton dict merged into ``extra``) when the
+    recipe reports on its packing, and ``"model_outputs"`` (a singleton ``{model step: (samples
     carrying its output, samples)}``) for models whose output goes into the samples.
     """
 
@@ -323,7 +356,10 @@ class WriteManifest(beam.PTransform):
         self._header = header
 
     def expand(self, pcolls: dict[str, beam.PCollection]) -> beam.PCollection:
-        optional = {name: AsSingleton(pcolls[name]) for name in ("packed_records", "model_outputs") if name in pcolls}
+        optional = {
+            name: AsSingleton(pcolls[name])
+            for name in ("packed_records", "model_outputs", "packed_report", "sample_schema") if name in pcolls
+        }
         return (
             pcolls["shards"].pipeline
             | "ManifestSeed" >> beam.Create([None])
@@ -345,7 +381,8 @@ class WriteDataset(beam.PTransform):
 
     Input: ``{"samples": Samples, "inputs": every input (counted), "rejects": Rejects,
     "marks": fallback marks}``, optional ``"item_rejects"`` (written, but counted in their item
-    funnel rather than the record funnel), optional ``"packed_records"`` and ``"model_outputs"`` singletons (see
+    funnel rather than the record funnel), optional ``"packed_records"``, ``"packed_report"`` and
+    ``"model_outputs"`` singletons (see
     :class:`WriteManifest`), and per item funnel named ``KEY`` in the header
     ``"KEY/in"`` (a singleton count) and ``"KEY/events"`` (``(item step, reason)`` per drop).
     Output: the manifest path.
@@ -370,7 +407,10 @@ class WriteDataset(beam.PTransform):
             for key, _ in self._header.item_funnels
         ]
         items = items | "AllItemFunnels" >> beam.Flatten() if items else pipeline | "NoItemFunnels" >> beam.Create([])
-        optional = {name: pcolls[name] for name in ("packed_records", "model_outputs") if name in pcolls}
+        optional = {
+            name: pcolls[name] for name in ("packed_records", "model_outputs", "packed_report") if name in pcolls
+        }
+        optional["sample_schema"] = pcolls["samples"] | "SampleSchema" >> beam.CombineGlobally(SampleSchema())
         return {"shards": shards, "counts": counts, "items": items, **optional} | "WriteManifest" >> WriteManifest(
             self._output_dir, self._header
         )

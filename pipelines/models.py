@@ -20,12 +20,14 @@ from PIL import Image
 from curation.models.clip import ClipModel, ClipSpec
 from curation.models.embedder import Embedder, EmbedderSpec
 from curation.models.generator import Generator, GeneratorSpec, load_cached_generator
+from curation.models.nsfw import NsfwModel, NsfwSpec, load_cached as load_cached_nsfw, prepare as prepare_nsfw
 from curation.pdf import agreement
 from curation.records import (
     SYNTHETIC_CAPTION_KEY, CaptionPair, DocumentPage, ImageData, InterleavedDoc, Reject, TextDoc, VideoClip, reject,
 )
 from filters.caption_checks import default_checks, run_checks
 from filters.clip_score import SCORE_KEY
+from filters.nsfw import SCORE_KEY as NSFW_KEY
 from synth.captions import Outcome, PromptTemplate, rewrite_pairs
 from synth.reorder import clip_inputs, page_score, reorder
 from pipelines.transforms import Split
@@ -130,6 +132,54 @@ class ClipCaptionHandler(_ClipHandler):
 
     def get_metrics_namespace(self) -> str:
         return "curation.clip_captions"
+
+
+def record_image(record: Any) -> bytes:
+    """The encoded image of a record with an ``image`` (a caption pair)."""
+    return record.image.data
+
+
+class NsfwHandler(ModelHandler):
+    """Scores images with open_nsfw: yields ``(element, P(nsfw))``, or ``(element, error)`` for an
+    image that cannot be prepared (one bad image is one reject, not a failed batch).
+
+    ``image(element)`` gives an element's encoded image (by default a record's ``image``).
+    """
+
+    def __init__(self, spec: NsfwSpec, image: Any = record_image):
+        super().__init__(min_batch_size=1, max_batch_size=spec.batch_size)
+        self._spec = spec
+        self._image = image
+
+    def load_model(self) -> NsfwModel:
+        return load_cached_nsfw(self._spec, opener=FileSystems.open)
+
+    def run_inference(
+        self, batch: Sequence[Any], model: NsfwModel, inference_args: dict[str, Any] | None = None
+    ) -> Iterable[tuple[Any, float | Exception]]:
+        prepared = [_prepared(self._image(element)) for element in batch]
+        scores = iter(model.scores([x for x in prepared if not isinstance(x, Exception)]))
+        for element, x in zip(batch, prepared):
+            yield element, x if isinstance(x, Exception) else round(float(next(scores)), SCORE_DECIMALS)
+
+    def get_metrics_namespace(self) -> str:
+        return "curation.nsfw"
+
+
+def _prepared(image: bytes) -> np.ndarray | Exception:
+    try:
+        return prepare_nsfw(image)
+    except Exception as error:  # an image the classifier cannot read is that image's reject
+        return error
+
+
+def with_nsfw_score(item: tuple[Any, float | Exception], step: str = "nsfw") -> Any:
+    """A record with its NSFW score in ``stats``, or a dead letter of ``step`` when its image
+    could not be prepared."""
+    record, score = item
+    if isinstance(score, Exception):
+        return reject(record, step, "nsfw_unreadable", dead_letter=True, detail=repr(score)[:500])
+    return dataclasses.replace(record, stats={**record.stats, NSFW_KEY: score})
 
 
 class _GeneratorHandler(ModelHandler):

@@ -1,8 +1,9 @@
 """``curate pairs``: LAION-style image-text parquet -> CLIP-filtered webdataset shards.
 
 The recipe: read -> caption -> dedup -> fetch (and decode) -> image_quality
-[stage ``images``] -> clip_score (CLIP, then the score filter) [stage
-``clip_score`` between the two], then shards, rejects and the manifest.
+[stage ``images``] -> nsfw (open_nsfw, then the safety filter) -> clip_score
+(CLIP, then the score filter) [stage ``clip_score`` between the two], then
+shards, rejects and the manifest.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from curation.fetch import FetchSettings
 from curation.image_download import ImageDownloader
 from curation.images import ImageSettings
 from curation.models.clip import ClipSpec
+from curation.models.nsfw import NsfwSpec
 from curation.readers import PairColumns, pair_from_row
 from curation.records import CaptionPair
 from curation.tokens import TokenSettings
 from filters.caption import CaptionFilter
 from filters.clip_score import ClipScoreFilter
 from filters.image_quality import ImageQualityFilter
+from filters.nsfw import NsfwFilter
 from manifests.samples import caption_pair_sample
 from manifests.shards import ShardSettings
 from pipelines.executor import runner
@@ -50,6 +53,7 @@ class PairsFilters:
 
     caption: CaptionFilter | None = CaptionFilter()
     image: ImageQualityFilter | None = ImageQualityFilter()
+    nsfw: NsfwFilter | None = NsfwFilter()
     clip: ClipScoreFilter | None = ClipScoreFilter()
 
 
@@ -68,6 +72,7 @@ class PairsConfig:
     download: DownloadSettings = DownloadSettings()
     image: ImageSettings = ImageSettings()
     filters: PairsFilters = PairsFilters()
+    nsfw: NsfwSpec = NsfwSpec()
     clip: ClipSpec = ClipSpec()
     tokens: TokenSettings = TokenSettings()
     shards: ShardSettings = ShardSettings()
@@ -93,6 +98,18 @@ def download_steps(config: Any) -> tuple[Step, ...]:
     ])
 
 
+def nsfw_step(config: Any) -> Model | None:
+    """open_nsfw scores of the images (``stats["nsfw"]``), then the safety filter; none when
+    ``filters.nsfw`` is null. Shared by ``curate pairs`` and ``curate captions``: ``config``
+    needs ``nsfw`` and ``filters.nsfw``."""
+    if config.filters.nsfw is None:
+        return None
+    from pipelines.models import NsfwHandler, with_nsfw_score  # imports the model libraries: only when it runs
+
+    return Model(name="nsfw", handler=NsfwHandler(config.nsfw), entry=model_entry(config.nsfw, "safety"),
+                 then=with_nsfw_score, judge=config.filters.nsfw)
+
+
 def clip_step(config: PairsConfig) -> Model | None:
     """CLIP image-text scores, then the score filter; the ``clip_score`` stage sits between them."""
     if not config.score_clip:
@@ -106,7 +123,7 @@ def clip_step(config: PairsConfig) -> Model | None:
 def recipe(config: PairsConfig) -> Recipe:
     return Recipe(
         record_type=CaptionPair,
-        steps=without([*download_steps(config), clip_step(config)]),
+        steps=without([*download_steps(config), nsfw_step(config), clip_step(config)]),
         output=Samples(caption_pair_sample, config.tokens),
         config=config,
         switched_off={} if config.score_clip else {"clip_score": "score_clip: true"},
@@ -120,7 +137,7 @@ COMMAND = PipelineCommand(
     name="pairs",
     help="image-text parquet (LAION-style) -> fetched, filtered, CLIP-scored shards",
     description="Read LAION-style parquet (URL/TEXT columns, configurable), fetch each image with "
-    "the safe fetcher, normalise it, apply caption and image filters, score with CLIP, "
+    "the safe fetcher, normalise it, apply caption, image and safety (open_nsfw) filters, score with CLIP, "
     "filter on the score, and write OUTPUT/shards/*.tar, OUTPUT/manifest.json and "
     "OUTPUT/rejects/*.parquet. Stages: images, clip_score.",
     config=PairsConfig,

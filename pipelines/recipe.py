@@ -230,12 +230,14 @@ class Corpus(Step):
     """A step that needs the whole corpus: ``transform`` is a PTransform taking the
     records (or, with ``sides``, a dict of ``"records"`` and those side collections)
     and returning a :class:`StepOutput`. ``item_steps``/``funnel_key`` declare its item
-    funnel, when it has one."""
+    funnel, when it has one; ``models`` the :class:`Model` steps its transform runs on
+    items (each named by one of ``item_steps``), so the manifest lists their models."""
 
     transform: Any
     sides: tuple[str, ...] = ()
     item_steps: tuple[str, ...] = ()
     funnel_key: str | None = None
+    models: tuple[Model, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -265,10 +267,15 @@ class Samples:
 @dataclass(frozen=True)
 class Packed:
     """Kept records to samples that pack several records each: ``transform`` is a
-    PTransform from kept records to samples whose ``json`` lists its ``"pieces"`` (each with
-    ``start_token``: a record is counted where its piece starting at token 0 is)."""
+    PTransform from kept records to samples. ``records(sample)`` counts the records a sample
+    holds that no other sample counts; by default the sample's ``json`` lists its ``"pieces"``
+    (each with ``start_token``: a record is counted where its piece starting at token 0 is).
+    ``report``, when set, is a PTransform from the samples to a singleton dict merged into the
+    manifest's ``extra`` (what packing cost, say)."""
 
     transform: Any
+    records: Callable[[Any], int] | None = None
+    report: Any = None
 
 
 @dataclass(frozen=True)
@@ -280,6 +287,10 @@ class Recipe:
     the record type's rows as Parquet (:class:`pipelines.stages.RecordTables`).
     ``switched_off`` says, per stage the config left out, what would switch it on.
     ``notes`` go to the manifest's ``extra.notes`` (e.g. that no generator wrote QA pairs).
+    ``extra(input)`` adds facts about a run's input to the manifest's ``extra`` (the lineage of
+    the datasets it reads), computed when the job is built (``input`` is None when a resumed run
+    was given none); ``finish(input, output)`` runs in the launching process after a complete run
+    within its budgets (writing a file derived from the outputs, e.g. a stage manifest over them).
     """
 
     record_type: type
@@ -289,6 +300,8 @@ class Recipe:
     tables: Any = None
     switched_off: Mapping[str, str] = dataclasses.field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    extra: Callable[[str], Mapping[str, Any]] | None = None
+    finish: Callable[[str, str], None] | None = None
 
     def __post_init__(self) -> None:
         check_recipe(self)
@@ -336,7 +349,7 @@ class Recipe:
         """``(step, manifest entry)`` of every model the recipe runs."""
         found = []
         for step in self.steps:
-            for inner in (step, *getattr(step, "steps", ())):
+            for inner in (step, *getattr(step, "steps", ()), *getattr(step, "models", ())):
                 if isinstance(inner, Model):
                     found.append((inner.name, inner.entry))
         return found

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
-PIPELINE_MODULES = ("pairs", "interleaved", "captions", "documents", "video", "text")
+PIPELINE_MODULES = ("pairs", "interleaved", "captions", "documents", "video", "text", "longcontext")
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,8 @@ class PipelineCommand:
             the flags alone cannot express.
         before_run: ``config -> None``, run in the launching process before the job
             (e.g. refusing random model weights unless asked for).
+        many_inputs: ``--input`` takes several paths or globs; the read step gets them
+            joined by commas.
     """
 
     name: str
@@ -99,6 +101,7 @@ class PipelineCommand:
     flags: tuple[Flag, ...] = ()
     check: Callable[[Any], None] | None = None
     before_run: Callable[[Any], None] | None = None
+    many_inputs: bool = False
 
 
 def check_generator_flags(args: Any) -> None:

@@ -159,6 +159,7 @@ class _Reply:
     body: bytes = b""
     content_type: str = "text/plain"
     location: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class _Handler(LoopbackHandler):
@@ -172,6 +173,8 @@ class _Handler(LoopbackHandler):
         self.send_header("Content-Type", reply.content_type)
         if reply.location is not None:
             self.send_header("Location", reply.location)
+        for name, value in reply.headers:
+            self.send_header(name, value)
         if reply.status not in (204, 304):
             self.send_header("Content-Length", str(len(reply.body)))
         self.end_headers()
@@ -203,7 +206,8 @@ class ImageServer(LoopbackService):
     HTTP/1.1 keep-alive with a Content-Length. Every request is counted by path
     (see :meth:`hits`). A second listener on ``forbidden_host`` counts any
     connection made to it (:attr:`forbidden_hits`); ``/redirect-forbidden/``
-    points there.
+    points there. ``/opted-out/<image>`` serves ``/img/<image>`` with the creator's
+    opt-out, ``X-Robots-Tag: noai``.
 
     Args:
         slow_seconds: delay of the ``/slow/`` route.
@@ -235,6 +239,7 @@ class ImageServer(LoopbackService):
             (re.compile(r"/bomb/\d+\.png"), self._fixed(lambda m: _png(decompression_bomb_png()))),
             (re.compile(r"/huge/\d+\.jpg"), self._huge),
             (re.compile(r"/redirect-forbidden/(\d+)"), self._redirect_forbidden),
+            (re.compile(r"/opted-out(/.*)"), self._opted_out),
             (re.compile(r"/redirect/(.*)"), self._redirect),
             (re.compile(r"/status/(\d{3})(?:/.*)?"), self._status),
         ]
@@ -282,7 +287,7 @@ class ImageServer(LoopbackService):
         """A route whose reply depends only on the path: built once, then served from memory."""
         return lambda handler, match: handler.send_reply(self._cached(match[0], lambda: make(match)))
 
-    def _image(self, handler: _Handler, match: re.Match[str]) -> None:
+    def _image(self, handler: _Handler, match: re.Match[str], headers: tuple[tuple[str, str], ...] = ()) -> None:
         width, height = int(match[2]), int(match[3])
         if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
             handler.send_reply(_Reply(404, b"size out of range"))
@@ -290,9 +295,16 @@ class ImageServer(LoopbackService):
         _, content_type = IMAGE_FORMATS[match[4]]
 
         def render() -> _Reply:
-            return _Reply(200, render_image(int(match[1]), width, height, match[4]), content_type)
+            return _Reply(200, render_image(int(match[1]), width, height, match[4]), content_type, headers=headers)
 
-        handler.send_reply(self._cached(match[0], render))
+        handler.send_reply(self._cached(handler.path.split("?")[0], render))
+
+    def _opted_out(self, handler: _Handler, match: re.Match[str]) -> None:
+        image = _IMG_PATH.fullmatch(match[1].replace("/", "/img/", 1))
+        if image is None:
+            handler.send_reply(_Reply(404, b"not an image path"))
+            return
+        self._image(handler, image, (("X-Robots-Tag", "noai"),))
 
     def _slow(self, handler: _Handler, match: re.Match[str]) -> None:
         if self._stopping.wait(self.slow_seconds):

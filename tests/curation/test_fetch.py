@@ -8,6 +8,7 @@ connection was ever attempted. Nothing here connects outside 127.0.0.0/8.
 from __future__ import annotations
 
 import datetime
+import email.utils
 import http.client
 import ipaddress
 import select
@@ -16,7 +17,7 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections import Counter
+from collections import Counter, defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -25,7 +26,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from curation.fetch import FetchResult, Fetcher, FetchSettings, is_forbidden_address
+from curation.fetch import (
+    FetchResult, Fetcher, FetchSettings, is_forbidden_address, retry_after_seconds, robots_opt_out,
+)
 
 LOOPBACK_ONLY = ("127.0.0.1/32",)
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
@@ -70,9 +73,21 @@ class OriginHandler(BaseHTTPRequestHandler):
         with server.lock:
             server.hits[path] += 1
             server.clients.add(self.client_address)
+            server.times[path].append(time.monotonic())
             hits = server.hits[path]
         if path == "/ok":
             self.reply(200, PNG, "image/png")
+        elif path == "/robots":  # /robots?<X-Robots-Tag values, "|"-separated>
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(PNG)))
+            for value in urllib.parse.unquote(query).split("|"):
+                self.send_header("X-Robots-Tag", value)
+            self.end_headers()
+            self.wfile.write(PNG)
+        elif path.startswith("/busy/"):  # /busy/<status>?<Retry-After>: that answer first, then the image
+            retry_after = urllib.parse.unquote(query)
+            self.reply(int(path.split("/")[2]), b"busy", Retry_After=retry_after) if hits == 1 else self.reply(200, PNG)
         elif path == "/echo":
             body = f"{self.headers['Host']}\n{self.headers['User-Agent']}\n{self.path}"
             self.reply(200, body.encode())
@@ -150,6 +165,7 @@ class Origin(ThreadingHTTPServer):
         super().__init__((host, 0), OriginHandler)
         self.lock = threading.Lock()
         self.hits: Counter[str] = Counter()
+        self.times: defaultdict[str, list[float]] = defaultdict(list)
         self.clients: set[tuple[str, int]] = set()
         self.tls = tls
         threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True).start()
@@ -822,3 +838,171 @@ def test_connections_are_kept_alive_and_reused(origin, fetcher):
     results = fetcher.fetch_many([origin.url(f"/echo?{i}") for i in range(200)], concurrency=4)
     assert all(r.ok for r in results)
     assert len(origin.clients) <= 5
+
+
+# --------------------------------------------------------------------------- creators' opt-outs
+
+
+@pytest.mark.parametrize(
+    ("values", "found"),
+    [
+        (["noai"], "noai"),
+        (["NoImageAI"], "noimageai"),
+        (["noindex, nofollow", "noarchive,  NOAI "], "noai"),
+        (["otherbot: noai"], None),  # addressed to another agent
+        (["curation-fetcher: noimageai"], "noimageai"),
+        (["Curation-Fetcher : noai, noindex"], "noai"),
+        (["unavailable_after: 25 Jun 2010 15:00:00 PST"], None),
+        (["noindex", "nofollow"], None),
+        ([], None),
+    ],
+)
+def test_robots_directives_are_read_as_img2dataset_reads_them(values, found):
+    assert robots_opt_out(values, "curation-fetcher", {"noai", "noimageai"}) == found
+
+
+@pytest.mark.parametrize("header", ["noai", "noindex, NoImageAI", "nofollow|curation-fetcher: noai"])
+def test_an_opted_out_response_is_dropped_before_its_body(origin, fetcher, header):
+    result = fetcher.fetch(origin.url("/robots?" + urllib.parse.quote(header)))
+    assert (result.ok, result.reason, result.status, result.content) == (False, "opted_out", 200, None)
+    assert "X-Robots-Tag" in result.detail and result.attempts == 1
+
+
+def test_opt_outs_for_other_agents_or_other_directives_are_fetched(origin, fetcher):
+    for header in ("otherbot: noai", "noindex, nofollow"):
+        assert fetcher.fetch(origin.url("/robots?" + urllib.parse.quote(header))).content == PNG, header
+
+
+def test_the_disallowed_directives_are_configurable(origin):
+    url = origin.url("/robots?noml")
+    with Fetcher(settings()) as fetcher:
+        assert fetcher.fetch(url).ok, "noml is not disallowed by default"
+    with Fetcher(settings(disallowed_robots_directives=("NoML",))) as fetcher:
+        assert fetcher.fetch(url).reason == "opted_out"
+    with Fetcher(settings(disallowed_robots_directives=())) as fetcher:
+        assert fetcher.fetch(origin.url("/robots?noai")).ok, "opt-outs switched off"
+
+
+def test_the_image_server_opt_out_route_is_a_judged_fetch_reject():
+    from curation.image_download import ImageDownloader
+    from curation.images import ImageSettings
+    from curation.readers import pair_from_row
+    from sampledata.pairs import ImageServer
+
+    with ImageServer() as server:
+        downloader = ImageDownloader(settings(), ImageSettings())
+        downloader.setup()
+        try:
+            rows = [{"URL": f"{server.base_url}/{prefix}/3-320x240.jpg", "TEXT": "a red kite"}
+                    for prefix in ("img", "opted-out")]
+            kept, opted_out = (downloader(pair_from_row(row, "test.parquet")) for row in rows)
+        finally:
+            downloader.teardown()
+    assert kept.image is not None and kept.image.width == 320
+    assert (opted_out.step, opted_out.reason, opted_out.dead_letter) == ("fetch", "opted_out", False)
+    assert "noai" in opted_out.detail
+
+
+# --------------------------------------------------------------------------- per-host state
+
+
+def test_a_name_that_does_not_resolve_costs_one_lookup_for_all_its_urls():
+    lookups = Counter()
+
+    def resolver(host: str) -> list[str]:
+        lookups[host] += 1
+        time.sleep(0.05)  # concurrent fetches of the name arrive while the first lookup runs
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    urls = [f"http://dead.invalid/{i}.jpg" for i in range(20)] + [f"http://gone.invalid/{i}.jpg" for i in range(5)]
+    with Fetcher(settings(), resolver=resolver) as fetcher:
+        results = fetcher.fetch_many(urls, concurrency=8)
+        again = fetcher.fetch("http://dead.invalid/later.jpg")
+    assert lookups == {"dead.invalid": 1, "gone.invalid": 1}
+    assert {(r.ok, r.reason) for r in [*results, again]} == {(False, "dns_error")}, "each URL names its reason"
+    assert "not looked up again" in again.detail
+
+
+def test_a_failed_name_is_looked_up_again_after_host_skip_seconds():
+    lookups = []
+
+    def resolver(host: str) -> list[str]:
+        lookups.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    with Fetcher(settings(host_skip_seconds=0.2), resolver=resolver) as fetcher:
+        fetcher.fetch("http://dead.invalid/1.jpg")
+        fetcher.fetch("http://dead.invalid/2.jpg")
+        time.sleep(0.25)
+        fetcher.fetch("http://dead.invalid/3.jpg")
+    assert lookups == ["dead.invalid", "dead.invalid"]
+
+
+def test_a_host_that_keeps_timing_out_is_skipped_and_a_healthy_one_is_not(origin):
+    silent = Tripwire("127.0.0.1")  # accepts connections into its backlog and never answers
+    try:
+        table = {"silent.test": ["127.0.0.1"], "images.test": ["127.0.0.1"]}
+        quick = settings(read_timeout=0.2, retries=1, host_failure_limit=2)
+        with Fetcher(quick, resolver=resolver_for(table)) as fetcher:
+            started = time.monotonic()
+            results = [fetcher.fetch(f"http://silent.test:{silent.port}/{i}.jpg") for i in range(6)]
+            elapsed = time.monotonic() - started
+            healthy = fetcher.fetch(f"http://images.test:{origin.port}/ok")
+        assert [r.reason for r in results] == ["timeout"] * 6, "each URL still names its reason"
+        assert [r.attempts for r in results] == [2, 2, 0, 0, 0, 0]
+        assert "skipped" in results[-1].detail
+        assert silent.connections() <= 4 and elapsed < 1.5, "two fetches of two attempts, then none"
+        assert healthy.ok
+    finally:
+        silent.sock.close()
+
+
+def test_an_answer_clears_a_host_s_failures(origin):
+    with Fetcher(settings(read_timeout=0.2, retries=0, host_failure_limit=2)) as fetcher:
+        reasons = [fetcher.fetch(origin.url(path)).reason for path in ("/slow", "/ok", "/slow", "/ok")]
+    assert reasons == ["timeout", "ok", "timeout", "ok"]
+
+
+def test_connections_per_host_are_capped_across_threads(origin):
+    with Fetcher(settings(max_connections_per_host=2, read_timeout=2.0)) as fetcher:
+        started = time.monotonic()
+        results = fetcher.fetch_many([origin.url("/slow")] * 6, concurrency=6)
+        elapsed = time.monotonic() - started
+    assert all(r.ok for r in results)
+    assert elapsed >= 3 * 0.6 - 0.05, "six 0.6 s requests, two at a time"
+    starts = sorted(origin.times["/slow"])
+    assert all(later - earlier >= 0.5 for earlier, later in zip(starts, starts[2:])), "never three at once"
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_is_honoured(origin, status):
+    with Fetcher(settings(backoff=0.01)) as fetcher:
+        result = fetcher.fetch(origin.url(f"/busy/{status}?1"))
+    assert (result.ok, result.attempts) == (True, 2)
+    first, second = origin.times[f"/busy/{status}"]
+    assert 0.95 <= second - first < 1.5, "waited the server's second, not the 0.01 s backoff"
+
+
+def test_retry_after_as_an_http_date_is_capped_by_max_retry_after(origin):
+    later = email.utils.formatdate(time.time() + 3600, usegmt=True)
+    with Fetcher(settings(max_retry_after=0.3)) as fetcher:
+        result = fetcher.fetch(origin.url("/busy/429?" + urllib.parse.quote(later)))
+    assert result.ok
+    first, second = origin.times["/busy/429"]
+    assert 0.25 <= second - first < 1.0
+
+
+def test_retry_after_holds_off_the_host_s_other_requests(origin):
+    with Fetcher(settings(retries=0)) as fetcher:
+        busy = fetcher.fetch(origin.url("/busy/503?1"))
+        assert (busy.reason, busy.attempts) == ("http_503", 1)
+        assert fetcher.fetch(origin.url("/ok")).ok
+    assert origin.times["/ok"][0] - origin.times["/busy/503"][0] >= 0.95
+
+
+def test_retry_after_values():
+    now = time.time()
+    assert retry_after_seconds("120", now) == 120
+    assert retry_after_seconds(email.utils.formatdate(now + 30, usegmt=True), now) == pytest.approx(30, abs=1)
+    assert retry_after_seconds(email.utils.formatdate(now - 30, usegmt=True), now) == 0
+    assert retry_after_seconds("soon", now) is None and retry_after_seconds(None, now) is None

@@ -427,9 +427,9 @@ def test_published_defaults():
     assert settings(GopherQualityFilter) == {
         "min_words": 50, "max_words": 100_000, "min_mean_word_length": 3, "max_mean_word_length": 10,
         "max_symbol_word_ratio": 0.1, "max_bullet_lines_ratio": 0.9, "max_ellipsis_lines_ratio": 0.3,
-        "min_alpha_words_ratio": 0.8, "min_stopwords": 2,
-        "stopwords": ("the", "be", "to", "of", "and", "that", "have", "with"),
+        "min_alpha_words_ratio": 0.8, "min_stopwords": 2, "stopwords": (), "language": "auto",
     }
+    assert GopherQualityFilter().stopwords_for("en") == {"the", "be", "to", "of", "and", "that", "have", "with"}
     assert settings(GopherRepetitionFilter) == {
         "max_dup_para_fraction": 0.3, "max_dup_para_chars": 0.2, "max_dup_line_fraction": 0.3,
         "max_dup_line_chars": 0.2, "max_top_ngram_chars": (0.2, 0.18, 0.16),

@@ -100,6 +100,7 @@ def test_curate_mix_writes_the_stage_the_reader_draws_in_proportion(corpus, caps
         "source 'video' repeats 4.05x per epoch, past max_repeats=3",
     ]
     assert "past max_repeats=3" in printed.err and "stage mm-8k" in printed.out
+    assert (corpus / "out" / "report.html").exists() and "report: " in printed.out
     assert stage["config"]["sources"][0]["name"] == "web"
     seen = collections.Counter(sample["__source__"] for sample in mixture_dataset(str(corpus / "out" / "stage.json")))
     assert seen == draws, "the reader draws exactly what the stage resolved, the 1% source included"

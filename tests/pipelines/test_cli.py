@@ -6,7 +6,7 @@ import yaml
 from pipelines.cli import build_parser, main
 
 
-@pytest.mark.parametrize("argv", [[], ["pairs"], ["interleaved"], ["captions"], ["text"], ["train-quality"], ["manifest"], ["manifest", "verify"], ["manifest", "show"], ["demo"]])
+@pytest.mark.parametrize("argv", [[], ["pairs"], ["interleaved"], ["captions"], ["text"], ["train-quality"], ["manifest"], ["manifest", "verify"], ["manifest", "show"], ["demo"], ["report"]])
 def test_every_command_has_help(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args([*argv, "--help"])
@@ -93,3 +93,41 @@ def test_input_is_needed_unless_resuming(tmp_path, capsys):
     assert "needs --input" in capsys.readouterr().err
     code = main(["text", "--output", str(tmp_path), "--resume-from", "deduplicated"])
     assert code == 1, "no stage tables there: the job fails, but the usage was right"
+
+
+@pytest.fixture(scope="module")
+def document_files(tmp_path_factory):
+    from sampledata.documents import write_document_inputs
+
+    directory = tmp_path_factory.mktemp("report-documents")
+    write_document_inputs(str(directory))
+    return directory
+
+
+def test_a_run_ends_with_its_report_and_curate_report_rewrites_it(document_files, tmp_path, capsys):
+    from report_page import assert_report_loads
+
+    out = tmp_path / "out"
+    code = main(["documents", "--input", str(document_files / "*"), "--output", str(out), "--set", "documents.dpi=100",
+                 "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    assert f"report: {out / 'report.html'}" in capsys.readouterr().out.splitlines()
+    load = assert_report_loads(out / "report.html", tmp_path / "chromium")
+    assert "encrypted (dead letter)" in load.dom and "near_duplicate" in load.dom, "the run's drop reasons"
+    assert load.dom.count('<article class="card document">') == 5 and load.dom.count('<article class="card reject">') == 5
+    again = tmp_path / "again.html"
+    assert main(["report", str(out), "--output", str(again)]) == 0
+    assert capsys.readouterr().out == f"report: {again}\n"
+    assert again.read_bytes() == (out / "report.html").read_bytes()
+
+
+def test_no_report_writes_none(document_files, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["documents", "--input", str(document_files / "scan.png"), "--output", str(out), "--no-report"]) == 0
+    assert (out / "manifest.json").exists() and not (out / "report.html").exists()
+    assert "report:" not in capsys.readouterr().out
+
+
+def test_report_of_a_folder_without_a_manifest_is_an_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"curate: error: {tmp_path} holds neither manifest.json nor stage.json: not the output of a run\n"
