@@ -152,7 +152,9 @@ def packed_sequence_sample(
         separator: the text written between pieces.
 
     The JSON lists the distinct document ids in order (``documents``) and every
-    piece with its token span; ``text_tokens`` counts pieces plus separators.
+    piece with its token span, its document's content id (``id``), the corpus's own
+    id (``corpus_id``, None when the input had none), source file and row, and URL;
+    ``text_tokens`` counts pieces plus separators.
     """
     texts, rows = [], []
     for doc, start, end, total in pieces:
@@ -160,8 +162,8 @@ def packed_sequence_sample(
             texts.append(doc.text)
         else:
             texts.append(doc.text[round(len(doc.text) * start / total) : round(len(doc.text) * end / total)])
-        rows.append({"id": doc.id, "source": doc.source, "url": doc.url, "start_token": start,
-                     "end_token": end, "doc_tokens": total})
+        rows.append({"id": doc.id, "corpus_id": doc.meta.get("corpus_id"), "source": doc.source, "url": doc.url,
+                     "start_token": start, "end_token": end, "doc_tokens": total})
     text_tokens = sum(end - start + sep_tokens for _, start, end, _ in pieces)
     info = {
         "documents": list(dict.fromkeys(row["id"] for row in rows)),

@@ -10,6 +10,7 @@ worker along a minimum spanning forest of its kNN graph.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -39,7 +40,8 @@ from pipelines.recipe import (
     Checkpoint, Corpus, Dedup, Filter, Map, Model, Packed, Read, Recipe, StepOutput, keep_first, model_entry, without,
 )
 from pipelines.transforms import REJECTS
-from synth.packing import pack_corpus
+from synth.knn import normalized
+from synth.packing import complete_sequences, neighbour_similarities, pack_partition
 from synth.partition import assign, fit_centroids
 
 
@@ -88,7 +90,12 @@ class PackSettings:
         max_partition_docs: partitions (packed one per worker) hold about this
             many documents; k-means on the embeddings splits the corpus.
         centroid_sample: documents the partition centroids are fit on.
-        seed: seeds centroids, kNN search and the sequence shuffle.
+        cut_at_boundaries: ``false`` (best fit): sequences are completed from the
+            next ``window`` documents of the walk and no document shorter than a
+            sequence is split; ``true`` (In-Context Pretraining's way): the walk is
+            cut at sequence boundaries, every sequence full, any document split.
+        window: documents ahead in the walk a best-fit sequence is completed from.
+        seed: seeds centroids and the kNN search.
     """
 
     seq_len: int = 8192
@@ -97,6 +104,8 @@ class PackSettings:
     separator: str = "\n\n"
     max_partition_docs: int = 200_000
     centroid_sample: int = 20_000
+    cut_at_boundaries: bool = False
+    window: int = 16
     seed: int = 0
 
 
@@ -200,25 +209,121 @@ def _centroids(sample: list[tuple[str, np.ndarray]], count: int, settings: PackS
     return fit_centroids(np.stack([vector for _, vector in sorted(sample, key=lambda kv: kv[0])]), k, seed=settings.seed)
 
 
-def _pack_partition(item: tuple[int, Iterable[tuple[TextDoc, np.ndarray, int]]], settings: PackSettings) -> Iterable[Any]:
-    _, members = item
+LEFTOVERS = "leftovers"
+
+Member = tuple[TextDoc, np.ndarray, int]
+
+
+def _sequence_sample(pieces: list[tuple[Member, int, int]], unit: np.ndarray, settings: PackSettings) -> Any:
+    """A packed sequence sample whose JSON also lists ``adjacent_similarity``: the cosine
+    similarity of each pair of consecutive pieces (rows of ``unit`` by piece position), to two
+    decimals, since embeddings computed in other batches differ in their last bits and the same
+    input must give the same shards."""
+    sample = packed_sequence_sample(
+        [(doc, start, end, total) for (doc, _, total), start, end in pieces], settings.sep_tokens, settings.separator
+    )
+    info = json.loads(sample.fields["json"])
+    info["adjacent_similarity"] = [
+        round(similarity, 2) for similarity in neighbour_similarities([(i, 0, 0) for i in range(len(pieces))], unit)
+    ]
+    fields = {**sample.fields, "json": json.dumps(info, sort_keys=True, ensure_ascii=False).encode("utf-8")}
+    return dataclasses.replace(sample, fields=fields)
+
+
+def _pack_partition(item: tuple[int, Iterable[Member]], settings: PackSettings) -> Iterable[Any]:
+    """The partition's sequences as samples, but its last, part-filled one: its pieces go to
+    ``LEFTOVERS`` as ``(partition, position, (member, start, end))`` to be completed from other
+    partitions' (:func:`_complete_leftovers`)."""
+    partition, members = item
     members = sorted(members, key=lambda m: m[0].id)
-    docs = [doc for doc, _, _ in members]
     embeddings = np.stack([embedding for _, embedding, _ in members])
     tokens = np.array([count for _, _, count in members], dtype=np.int64)
-    sequences = pack_corpus(
-        embeddings, tokens, k=settings.knn, seq_len=settings.seq_len, sep_tokens=settings.sep_tokens, seed=settings.seed
+    sequences = pack_partition(
+        embeddings, tokens, k=settings.knn, seq_len=settings.seq_len, sep_tokens=settings.sep_tokens,
+        cut=settings.cut_at_boundaries, window=settings.window, seed=settings.seed,
     )
-    for pieces in sequences:
-        yield packed_sequence_sample(
-            [(docs[d], int(start), int(end), int(tokens[d])) for d, start, end in pieces],
-            settings.sep_tokens,
-            settings.separator,
-        )
+    unit = normalized(embeddings)
+    for pieces in sequences[:-1]:
+        rows = unit[[d for d, _, _ in pieces]]
+        yield _sequence_sample([(members[d], start, end) for d, start, end in pieces], rows, settings)
+    for position, (d, start, end) in enumerate(sequences[-1] if sequences else []):
+        yield TaggedOutput(LEFTOVERS, (partition, position, (members[d], start, end)))
+
+
+def _complete_leftovers(item: tuple[None, Iterable[tuple[int, int, tuple[Member, int, int]]]],
+                        settings: PackSettings) -> Iterable[Any]:
+    """The partitions' last sequences repacked together, in partition order."""
+    pieces = [piece for _, _, piece in sorted(item[1], key=lambda leftover: leftover[:2])]
+    embeddings = np.stack([member[1] for member, _, _ in pieces])
+    sequences = complete_sequences(
+        [(i, start, end) for i, (_, start, end) in enumerate(pieces)], embeddings, settings.seq_len,
+        settings.sep_tokens, cut=settings.cut_at_boundaries, window=settings.window,
+    )
+    unit = normalized(embeddings)
+    for sequence in sequences:
+        rows = unit[[i for i, _, _ in sequence]]
+        yield _sequence_sample([(pieces[i][0], start, end) for i, start, end in sequence], rows, settings)
+
+
+class PackingReport(beam.CombineFn):
+    """What packing cost, from the packed samples: the manifest's ``extra.packing``.
+
+    ``fill`` is text tokens (separators included) over ``sequences * seq_len``;
+    ``padding_tokens`` the rest; ``documents_split`` counts documents in more than
+    one piece, ``short_documents_split`` those of them that fit a sequence whole;
+    ``adjacent_similarity`` is the mean cosine similarity of consecutive pieces
+    inside sequences (``adjacent_pairs`` of them).
+    """
+
+    _KEYS = ("sequences", "tokens", "documents", "documents_split", "short_documents_split", "adjacent_pairs")
+
+    def __init__(self, settings: PackSettings):
+        self._settings = settings
+
+    def create_accumulator(self) -> tuple[dict[str, int], float]:
+        return dict.fromkeys(self._KEYS, 0), 0.0
+
+    def add_input(self, total: tuple[dict[str, int], float], sample: Any) -> tuple[dict[str, int], float]:
+        counts, similarity = total
+        info = json.loads(sample.fields["json"])
+        counts["sequences"] += 1
+        counts["tokens"] += info["text_tokens"]
+        for piece in info["pieces"]:
+            if piece["start_token"] == 0:
+                counts["documents"] += 1
+                if piece["end_token"] < piece["doc_tokens"]:
+                    counts["documents_split"] += 1
+                    counts["short_documents_split"] += piece["doc_tokens"] + self._settings.sep_tokens <= (
+                        self._settings.seq_len
+                    )
+        counts["adjacent_pairs"] += len(info["adjacent_similarity"])
+        return counts, similarity + sum(info["adjacent_similarity"])
+
+    def merge_accumulators(self, totals: Iterable[tuple[dict[str, int], float]]) -> tuple[dict[str, int], float]:
+        counts, similarity = self.create_accumulator()
+        for found, part in totals:
+            for key in self._KEYS:
+                counts[key] += found[key]
+            similarity += part
+        return counts, similarity
+
+    def extract_output(self, total: tuple[dict[str, int], float]) -> dict[str, Any]:
+        counts, similarity = total
+        seq_len = self._settings.seq_len
+        capacity = counts["sequences"] * seq_len
+        return {"packing": {
+            **counts,
+            "method": "cut_at_boundaries" if self._settings.cut_at_boundaries else "best_fit",
+            "seq_len": seq_len,
+            "padding_tokens": capacity - counts["tokens"],
+            "fill": counts["tokens"] / capacity if capacity else 0.0,
+            "adjacent_similarity": similarity / counts["adjacent_pairs"] if counts["adjacent_pairs"] else 0.0,
+        }}
 
 
 class PackSequences(beam.PTransform):
-    """Partitions the corpus by k-means on embeddings, then MST-packs each partition."""
+    """Partitions the corpus by k-means on embeddings, MST-packs each partition, then packs the
+    partitions' part-filled last sequences together."""
 
     def __init__(self, settings: PackSettings):
         super().__init__()
@@ -233,12 +338,19 @@ class PackSequences(beam.PTransform):
             | "SmallestIds" >> beam.combiners.Top.Of(settings.centroid_sample, key=lambda kv: kv[0], reverse=True)
         )
         centroids = sample | "FitCentroids" >> beam.Map(_centroids, AsSingleton(count), settings)
-        return (
+        packed = (
             items
             | "AssignPartition" >> beam.Map(lambda m, c: (int(assign(m[1][None, :], c)[0]), m), AsSingleton(centroids))
             | "GroupPartitions" >> beam.GroupByKey()
-            | "PackPartition" >> beam.FlatMap(_pack_partition, settings)
+            | "PackPartition" >> beam.FlatMap(_pack_partition, settings).with_outputs(LEFTOVERS, main="full")
         )
+        completed = (
+            packed[LEFTOVERS]
+            | "OneKey" >> beam.Map(lambda leftover: (None, leftover))
+            | "GatherLeftovers" >> beam.GroupByKey()
+            | "CompleteLeftovers" >> beam.FlatMap(_complete_leftovers, settings)
+        )
+        return (packed.full, completed) | "AllSequences" >> beam.Flatten()
 
 
 class PackDocuments(beam.PTransform):
@@ -285,7 +397,10 @@ def recipe(config: TextConfig) -> Recipe:
             Checkpoint(name="deduplicated"),
             Model(name="embed", handler=EmbedHandler(config.embedder), entry=model_entry(config.embedder, "embedder")),
         ]),
-        output=Packed(PackDocuments(config.tokens, config.packing)),
+        output=Packed(
+            PackDocuments(config.tokens, config.packing),
+            report=beam.CombineGlobally(PackingReport(config.packing)),
+        ),
         config=config,
     )
 

@@ -121,7 +121,7 @@ def make_text_corpus(per_topic: int = 12, seed: int = 0) -> TextCorpus:
     add("bad-french", "\n\n".join(
         "Le chat dort sur la table de la cuisine pendant que nous preparons le repas du soir avec les enfants."
         " Il fait beau et la maison est calme, alors nous restons dehors jusqu'a la nuit tombee." for _ in range(4)))
-    corpus.bad["bad-french"] = "gopher_quality"  # no English stop words: Gopher drops it first
+    corpus.bad["bad-french"] = "gopher_repetition"  # judged in French, its stop words pass; its repeats do not
     add("bad-spam", "\n".join(["Buy the cheap tickets now and get the best price with our offer today."] * 30))
     corpus.bad["bad-spam"] = "gopher_repetition"
     return corpus

@@ -11,11 +11,12 @@ import pytest
 import zstandard
 
 from curation.config import load_config
+from curation.ids import content_id
 from manifests.manifest import load_manifest, verify_manifest
 from pipelines import text
 from pipelines.cli import main
 from sampledata.text import BOILERPLATE, make_text_corpus
-from shard_samples import MULTIPROCESS, PORTABLE
+from shard_samples import MULTIPROCESS, PORTABLE, hugging_face_rows
 
 SEQ_LEN = 1024
 TEST_CONFIG = f"""
@@ -170,3 +171,78 @@ def test_a_trained_quality_model_judges_inside_curate_text(tmp_path, corpus):
     judged = {r["url"] for r in rejects if r["step"] == "quality_model"}
     assert judged == {d["url"] for d in adverts}
     assert all(dict(r["stats"])["quality_model"] < 0.5 for r in rejects if r["step"] == "quality_model")
+
+
+def packing_cost(packed: list[tuple[dict, str]], seq_len: int, sep_tokens: int = 1) -> dict:
+    """What the manifest's ``extra.packing`` should say, recomputed from the shards."""
+    tokens = sum(info["text_tokens"] for info, _ in packed)
+    firsts = [p for info, _ in packed for p in info["pieces"] if p["start_token"] == 0]
+    split = [p for p in firsts if p["end_token"] < p["doc_tokens"]]
+    similarities = [s for info, _ in packed for s in info["adjacent_similarity"]]
+    return {
+        "method": "best_fit", "seq_len": seq_len, "sequences": len(packed), "tokens": tokens,
+        "padding_tokens": len(packed) * seq_len - tokens, "fill": pytest.approx(tokens / (len(packed) * seq_len)),
+        "documents": len(firsts), "documents_split": len(split),
+        "short_documents_split": sum(p["doc_tokens"] + sep_tokens <= seq_len for p in split),
+        "adjacent_pairs": len(similarities), "adjacent_similarity": pytest.approx(sum(similarities) / len(similarities)),
+    }
+
+
+def test_manifest_reports_the_cost_of_packing(runs, corpus):
+    out = runs["multiprocess"]
+    manifest = load_manifest(str(out / "manifest.json"))
+    packed = sequences(out)
+    report = manifest["extra"]["packing"]
+    assert report == packing_cost(packed, SEQ_LEN)
+    assert report["documents"] == manifest["packed_records"]
+    assert report["short_documents_split"] == 0 and report["padding_tokens"] > 0
+    assert all(len(info["adjacent_similarity"]) == len(info["pieces"]) - 1 for info, _ in packed)
+    topic_of_url = {d["url"]: corpus.topic.get(d["id"]) for d in corpus.docs}
+    same, other = [], []
+    for info, _ in packed:
+        topics = [topic_of_url[p["url"]] for p in info["pieces"]]
+        for a, b, similarity in zip(topics, topics[1:], info["adjacent_similarity"]):
+            (same if a == b else other).append(similarity)
+    assert same and min(same) > -1 and max(same) < 1
+    assert not other or sum(same) / len(same) > sum(other) / len(other)
+
+
+def test_cutting_at_sequence_boundaries_fills_every_sequence(tmp_path, corpus):
+    inputs = tmp_path / "in.jsonl"
+    kept = [d for d in corpus.docs if d["id"] in corpus.topic][:40]
+    inputs.write_text("".join(json.dumps({"text": d["text"], "url": d["url"]}) + "\n" for d in kept))
+    seq_len = 256
+    config = load_config(text.TextConfig, text=TEST_CONFIG, overrides=[
+        "packing.cut_at_boundaries=true", f"packing.seq_len={seq_len}", "packing.sep_tokens=0"])
+    out = tmp_path / "out"
+    text.run(str(inputs), str(out), config, ["--runner=DirectRunner"])
+    packed = sequences(out)
+    report = load_manifest(str(out / "manifest.json"))["extra"]["packing"]
+    assert report == {**packing_cost(packed, seq_len, sep_tokens=0), "method": "cut_at_boundaries"}
+    assert sorted(info["text_tokens"] for info, _ in packed)[1:] == [seq_len] * (len(packed) - 1)
+    assert report["padding_tokens"] < seq_len and report["documents_split"] > 0
+    spans: dict[str, list[tuple[int, int, int]]] = {}
+    for info, _ in packed:
+        for p in info["pieces"]:
+            spans.setdefault(p["id"], []).append((p["start_token"], p["end_token"], p["doc_tokens"]))
+    assert len(spans) == report["documents"]
+    for pieces in spans.values():
+        pieces.sort()
+        assert pieces[0][0] == 0 and pieces[-1][1] == pieces[-1][2]
+        assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:]))
+
+
+def test_every_piece_names_its_corpus_id_and_url(runs, corpus):
+    by_corpus_id = {doc["id"]: doc for doc in corpus.docs}
+    pieces = [piece for info, _ in sequences(runs["multiprocess"]) for piece in info["pieces"]]
+    assert pieces and len({piece["corpus_id"] for piece in pieces if piece["start_token"] == 0}) == len(
+        [piece for piece in pieces if piece["start_token"] == 0])
+    for piece in pieces:
+        doc = by_corpus_id[piece["corpus_id"]]
+        assert piece["id"] == content_id(doc["text"]) and piece["url"] == doc.get("url", "")
+
+
+def test_hugging_face_datasets_reads_every_sequence_whole(runs, tmp_path):
+    rows = hugging_face_rows(runs["multiprocess"], tmp_path)
+    assert {key for row in rows for key in row} == {"txt", "json", "__key__", "__url__"}
+    assert all(row["json"]["pieces"] and row["txt"] for row in rows)

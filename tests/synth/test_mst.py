@@ -171,3 +171,19 @@ def test_cluster_centroids_are_unit_means():
     x = np.array([[2, 0], [0, 3], [1, 1]], dtype=np.float32)
     centroids = cluster_centroids([[0, 1], [2]], x, block_docs=1)
     np.testing.assert_allclose(centroids, [[2**-0.5, 2**-0.5], [2**-0.5, 2**-0.5]], atol=1e-6)
+
+
+def test_order_clusters_gives_capped_subtrees_walked_in_the_order_packing_uses():
+    from synth.packing import order_clusters, order_corpus
+
+    x, _ = topics(1500)
+    tokens = np.random.default_rng(1).integers(20, 700, 1500)
+    settings = dict(max_cluster_tokens=4096, min_cluster_tokens=1024)
+    clusters = order_clusters(x, tokens, **settings)
+    assert sorted(d for cluster in clusters for d in cluster) == list(range(1500))
+    assert [d for cluster in clusters for d in cluster] == order_corpus(x, tokens, **settings)
+    assert all(tokens[cluster].sum() <= 4096 for cluster in clusters)
+    assert sum(tokens[cluster].sum() < 1024 for cluster in clusters) <= 0.05 * len(clusters)  # no room nearby
+    inside = [float(x[a] @ x[b]) for cluster in clusters for a, b in zip(cluster, cluster[1:])]
+    between = [float(x[a[-1]] @ x[b[0]]) for a, b in zip(clusters, clusters[1:])]
+    assert np.mean(inside) > np.mean(between) + 0.1
