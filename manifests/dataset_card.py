@@ -105,8 +105,7 @@ def _entry(name: str, schema: Any, path: str, left_out: list[str]) -> dict[str, 
             return None
         kind = next(key for key in item if key != "name")  # dtype, list or struct
         return {"name": name, "list": item[kind] if kind != "list" else {"list": item["list"]}}
-    entries = _struct_entries(schema["struct"], path + ".", left_out)
-    return {"name": name, "struct": entries} if entries else None  # an always-empty object holds nothing
+    return {"name": name, "struct": _struct_entries(schema["struct"], path + ".", left_out)}
 
 
 def _struct_entries(struct: Mapping[str, Any], prefix: str, left_out: list[str]) -> list[dict[str, Any]]:

@@ -298,4 +298,4 @@ def test_hugging_face_datasets_and_the_torch_reader_read_every_video_whole(direc
         for sample in webdataset_from_manifest(str(out / "manifest.json")):
             frames, row = sample["images.mp"], by_key[sample["__key__"]]
             assert len(frames) == len(row["images.mp"]) == len(sample["json"]["frames"]) > 0
-            assert [Image.open(io.BytesIO(data)).size for data in row["images.mp"]] == [f.size for f in frames]
+            assert [image.size for image in row["images.mp"]] == [f.size for f in frames], "the card's list of images"
