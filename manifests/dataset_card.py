@@ -22,11 +22,10 @@ from typing import Any
 
 import yaml
 
-from manifests.samples import IMAGES_FIELD
+from manifests.samples import IMAGE_EXTENSIONS, IMAGES_FIELD
 from manifests.shards import Sample
 
 MIXED = "mixed"
-IMAGE_FIELDS = ("jpg", "jpeg", "png", "webp")
 _SCALARS = {bool: "bool", int: "int64", float: "float64", str: "string"}
 
 
@@ -51,7 +50,7 @@ def sample_schema(sample: Sample) -> dict[str, Any]:
         extension = name.rsplit(".", 1)[-1].lower()
         if name == IMAGES_FIELD:
             schema[name] = {"list": "image"}
-        elif extension in IMAGE_FIELDS:
+        elif extension in IMAGE_EXTENSIONS:
             schema[name] = "image"
         elif extension == "json":
             schema[name] = json_schema(json.loads(data))

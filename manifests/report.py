@@ -39,14 +39,13 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from manifests.manifest import RANDOM_INIT, default_opener, load_manifest, resolve_path
-from manifests.samples import IMAGES_FIELD, unpack_images
+from manifests.samples import IMAGE_EXTENSIONS, IMAGES_FIELD, unpack_images
 
 GALLERY_SIZE = 24
 REJECTS_PER_REASON = 3
 MAX_REJECTS_SHOWN = 60
 MAX_IMAGES_PER_SAMPLE = 12
 MAX_SOURCES_CHARTED = 20
-IMAGE_FIELDS = ("jpg", "jpeg", "png", "webp")
 STAGE_KIND = "stage"
 
 _MEMBER = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")  # webdataset's key.ext split
@@ -436,7 +435,7 @@ def _on_white(image: Image.Image) -> Image.Image:
 def _images(fields: Mapping[str, bytes]) -> list[bytes]:
     if IMAGES_FIELD in fields:
         return unpack_images(fields[IMAGES_FIELD])
-    return [fields[ext] for ext in IMAGE_FIELDS if ext in fields]
+    return [fields[ext] for ext in IMAGE_EXTENSIONS if ext in fields]
 
 
 def _sample_card(source: str, key: str, fields: Mapping[str, bytes]) -> str:

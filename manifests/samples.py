@@ -14,6 +14,7 @@ from manifests.shards import Sample
 
 
 IMAGES_FIELD = "images.mp"
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")  # the field of a sample's one image
 
 
 def pack_images(images: list[bytes]) -> bytes:

@@ -24,7 +24,6 @@ import dataclasses
 import io
 import json
 import os
-import re
 import tarfile
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -33,6 +32,7 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
+from webdataset.tariterators import base_plus_ext
 
 import curation
 from curation.budgets import FailureBudgets
@@ -44,7 +44,7 @@ from filters.image_quality import ImageQualityFilter
 from manifests.manifest import resolve_path, validate_manifest
 from manifests.mixture import SourceSpec, StageSpec, resolve_stage
 from manifests.reader import STAGE_KIND
-from manifests.samples import IMAGES_FIELD, pack_images
+from manifests.samples import IMAGE_EXTENSIONS, IMAGES_FIELD, pack_images
 from manifests.shards import Sample, ShardSettings
 from pipelines.executor import runner
 from pipelines.recipe import Checkpoint, Dedup, Filter, Map, Packed, Read, Recipe, keep_first, without
@@ -53,8 +53,6 @@ from synth.long_sequences import plan_sequences
 
 LONG = "long"
 STAGE_FILE = "stage.json"
-IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
-_MEMBER = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")  # webdataset's key.ext split
 
 
 @dataclass(frozen=True)
@@ -235,18 +233,19 @@ def read_shard(item: tuple[str, str]) -> Iterable[Any]:
 
 
 def _tar_samples(handle: Any) -> Iterable[tuple[str, dict[str, bytes]]]:
-    """``(key, {extension: bytes})`` of each sample of a webdataset tar stream, in order."""
+    """``(key, {extension: bytes})`` of each sample of a webdataset tar stream, in order; each
+    sample is yielded once complete, so those before a damaged member are kept."""
     key, fields = None, {}
     with tarfile.open(fileobj=handle, mode="r|") as tar:
         for member in tar:
-            match = _MEMBER.match(member.name)
-            if not member.isreg() or not match:
+            name, extension = base_plus_ext(member.name) if member.isreg() else (None, None)
+            if name is None:
                 continue
-            if match.group(1) != key and fields:
+            if name != key and fields:
                 yield key, fields
                 fields = {}
-            key = match.group(1)
-            fields[match.group(2).lower()] = tar.extractfile(member).read()
+            key = name
+            fields[extension.lower()] = tar.extractfile(member).read()
     if fields:
         yield key, fields
 
