@@ -171,6 +171,25 @@ class _Tree:
         return self.subtree_sums(chars), self.subtree_sums(links)
 
 
+@dataclass(frozen=True)
+class MainContent:
+    """What :func:`main_content` found on a page.
+
+    Attributes:
+        segments: the kept text and image segments in DOM order (see :func:`extract_document`).
+        page_text_chars: characters of content-like text on the whole page (blocks long enough
+            to vote, at most a third links), kept or not: what an extraction could have kept.
+    """
+
+    segments: list[Segment]
+    page_text_chars: int
+
+    @property
+    def text_chars(self) -> int:
+        """Characters of the kept text segments."""
+        return sum(len(s.text) for s in self.segments if s.kind == "text")
+
+
 def extract_document(html: str, url: str, settings: ExtractSettings = ExtractSettings()) -> list[Segment]:
     """Extracts the main content of a page as text and image segments in DOM order.
 
@@ -184,10 +203,20 @@ def extract_document(html: str, url: str, settings: ExtractSettings = ExtractSet
         ``Segment(kind="image", image_url=..., text=alt)`` per kept image; empty
         when the input is not HTML or nothing is left.
     """
+    return main_content(html, url, settings).segments
+
+
+def main_content(html: str, url: str, settings: ExtractSettings = ExtractSettings()) -> MainContent:
+    """:func:`extract_document`'s segments, with how much content-like text the page held."""
     root = _parse(html[: settings.max_html_chars])
     if root is None:
-        return []
+        return MainContent([], 0)
     tree = _Walker(_base_url(root, url), settings).run(root)
+    page_text_chars = sum(len(b.text) for b in tree.blocks if _votes(b, settings))
+    return MainContent(_kept_segments(tree, settings), page_text_chars)
+
+
+def _kept_segments(tree: _Tree, settings: ExtractSettings) -> list[Segment]:
     region = _main_region(tree, settings)
     if not region:
         return []

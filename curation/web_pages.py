@@ -10,8 +10,9 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from curation.html_extract import ExtractSettings, extract_document
+from curation.html_extract import ExtractSettings
 from curation.ids import content_id
+from curation.page_extraction import FallbackSettings, extract_page
 from curation.records import ImageData, InterleavedDoc, Reject
 from curation.warc import WarcFailure, WarcResponse, decode_html
 
@@ -27,11 +28,13 @@ class PageSettings:
         max_page_bytes: larger HTML payloads are dropped unparsed (Common Crawl itself truncates at 1 MiB).
         max_images_per_page: image references after this many are dropped before any fetch.
         extract: main-content extraction knobs.
+        fallback: when trafilatura extracts a page too (the longer text wins).
     """
 
     max_page_bytes: int = 10_000_000
     max_images_per_page: int = 30
     extract: ExtractSettings = ExtractSettings()
+    fallback: FallbackSettings = FallbackSettings()
 
 
 def page_id(url: str, date: str) -> str:
@@ -80,13 +83,20 @@ def page_from_response(response: WarcResponse, source: str, settings: PageSettin
     if len(response.body) > settings.max_page_bytes:
         return dropped("read", "page_too_large", f"{len(response.body)} bytes")
     try:
-        segments = extract_document(decode_html(response.body, response.charset), response.url, settings.extract)
+        extraction = extract_page(
+            decode_html(response.body, response.charset), response.url, settings.extract, settings.fallback
+        )
     except Exception as error:  # lxml gives up on some byte soups: one dead letter, not a crash
         return dropped("extract", "parse_error", repr(error)[:500], dead_letter=True)
-    if not segments:
+    if not extraction.segments:
         return dropped("extract", "empty_after_extraction")
-    meta = {"warc_date": response.date, "warc_record_id": response.record_id, "warc_offset": response.offset}
-    return InterleavedDoc(id=doc_id, source=where, url=response.url, segments=segments, meta=meta)
+    meta = {
+        "warc_date": response.date,
+        "warc_record_id": response.record_id,
+        "warc_offset": response.offset,
+        "extractor": extraction.extractor,
+    }
+    return InterleavedDoc(id=doc_id, source=where, url=response.url, segments=extraction.segments, meta=meta)
 
 
 def newest_capture(captures: list[InterleavedDoc]) -> tuple[InterleavedDoc, list[InterleavedDoc]]:

@@ -1,3 +1,4 @@
+from curation.html_extract import ExtractSettings
 from curation.records import ImageData, InterleavedDoc, Reject, Segment
 from curation.warc import WarcFailure, WarcResponse
 from curation.web_pages import (
@@ -42,6 +43,15 @@ def test_page_from_response_extracts_text_and_images_in_order():
     assert "image" in kinds and kinds.index("image") > 0
     assert doc.segments[kinds.index("image")].image_url == "https://site.test/pics/ridge.jpg"
     assert "Copyright" not in doc.text and "stone hut" in doc.text
+    assert doc.meta["extractor"] == "html_extract"
+
+
+def test_page_from_response_names_the_extractor_of_a_second_pass():
+    settings = PageSettings(extract=ExtractSettings(min_paragraph_chars=10_000))  # the first pass keeps nothing
+    doc = page_from_response(_response(ARTICLE.encode()), "crawl.warc.gz", settings)
+    assert isinstance(doc, InterleavedDoc)
+    assert doc.meta["extractor"] == "trafilatura"
+    assert "stone hut" in doc.text and "valley path" in doc.text
 
 
 def test_page_from_response_names_why_a_page_is_no_document():
