@@ -29,7 +29,14 @@ import numpy as np
 from filters import wordlists
 from filters.base import Filter
 from filters.language import rules_language
-from filters.wordlists import SUBSTRING_LANGUAGES, UNSEGMENTED, count_substrings, gopher_profile
+from filters.wordlists import (
+    DUP_NGRAM_NS,
+    SUBSTRING_LANGUAGES,
+    TOP_NGRAM_NS,
+    UNSEGMENTED,
+    count_substrings,
+    gopher_profile,
+)
 
 _WORD = re.compile(r"\w+(?:['’]\w+)*")
 _TOKEN = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]+")
@@ -230,6 +237,19 @@ class GopherRepetitionFilter(Filter):
     characters once, as the paper asks; datatrove approximates this by skipping
     ``n`` words after a duplicate.
 
+    Per language (``language: auto``, the default): each document is judged in its detected
+    language (:func:`filters.language.rules_language`; English when unsure). A language
+    FineWeb-2 tuned (:func:`filters.wordlists.gopher_profile`, 30 languages) takes FineWeb-2's
+    duplicate line fraction and top and duplicate n-gram character fractions (the thresholds
+    datatrove's ``GopherRepetitionFilter`` takes as ``dup_line_frac``, ``top_n_grams`` and
+    ``dup_n_grams``; the line fraction is counted over lines, as here); the paragraph rules and
+    the duplicate line character fraction keep the settings below, which FineWeb-2 switches off
+    instead. English and every other language take the settings below. Words are found the
+    same way in every language, so in Chinese, Japanese and Thai, written without spaces, a
+    word of these rules is a whole run between punctuation marks (FineWeb-2 segments these
+    languages with word tokenizers) and the n-gram rules catch only repeated runs. The
+    score's ``lang`` names the language used.
+
     Attributes:
         max_dup_para_fraction: largest share of duplicate paragraphs.
         max_dup_para_chars: largest character share of duplicate paragraphs.
@@ -239,17 +259,18 @@ class GopherRepetitionFilter(Filter):
             for n = 2, 3, 4, ... in order.
         max_dup_ngram_chars: largest character share of duplicate n-grams, for
             n = 5, 6, 7, ... in order.
+        language: ``auto`` (detect each document's language), or one code for every
+            document (``en``: the settings above for all, as before per-language thresholds).
     """
 
     name: ClassVar[str] = "gopher_repetition"
-    TOP_NGRAM_FIRST_N: ClassVar[int] = 2
-    DUP_NGRAM_FIRST_N: ClassVar[int] = 5
     max_dup_para_fraction: float = 0.30
     max_dup_para_chars: float = 0.20
     max_dup_line_fraction: float = 0.30
     max_dup_line_chars: float = 0.20
     max_top_ngram_chars: tuple[float, ...] = (0.20, 0.18, 0.16)
     max_dup_ngram_chars: tuple[float, ...] = (0.15, 0.14, 0.13, 0.12, 0.11, 0.10)
+    language: str = "auto"
 
     def __post_init__(self) -> None:
         _check_ranges(self, shares=(
@@ -257,14 +278,16 @@ class GopherRepetitionFilter(Filter):
             "max_top_ngram_chars", "max_dup_ngram_chars",
         ))
 
-    def score(self, record: Any) -> dict[str, float]:
+    def score(self, record: Any) -> dict[str, Any]:
         text = record.text or ""
+        lang = rules_language(text, self.language)
         n_chars = max(len(text), 1)
         paragraphs = _PARAGRAPH_BREAK.split(text.strip())
         lines = _LINE_BREAK.split(text.strip())
         para_dups, para_dup_chars = _duplicates(paragraphs)
         line_dups, line_dup_chars = _duplicates(lines)
-        score = {
+        score: dict[str, Any] = {
+            "lang": lang,
             "dup_para_fraction": para_dups / len(paragraphs),
             "dup_para_chars": para_dup_chars / n_chars,
             "dup_line_fraction": line_dups / len(lines),
@@ -273,7 +296,8 @@ class GopherRepetitionFilter(Filter):
         matches = list(_WORD.finditer(text))
         starts = np.array([m.start() for m in matches], dtype=np.int64)
         ends = np.array([m.end() for m in matches], dtype=np.int64)
-        top_ns, dup_ns = self._top_ns(), self._dup_ns()
+        _, top_limits, dup_limits = self.thresholds_for(lang)
+        top_ns, dup_ns = _top_ns(top_limits), _dup_ns(dup_limits)
         for n, labels in _ngram_labels([m.group() for m in matches], max([*top_ns, *dup_ns], default=0)):
             if n in top_ns:
                 score[f"top_{n}gram"] = _covered(starts, ends, n, _top_positions(labels)) / n_chars
@@ -282,28 +306,43 @@ class GopherRepetitionFilter(Filter):
                 score[f"dup_{n}gram"] = _covered(starts, ends, n, repeats) / n_chars
         return score
 
-    def keep(self, score: dict[str, float]) -> tuple[bool, str | None]:
+    def keep(self, score: dict[str, Any]) -> tuple[bool, str | None]:
+        max_dup_line_fraction, top_limits, dup_limits = self.thresholds_for(score["lang"])
         if score["dup_para_fraction"] > self.max_dup_para_fraction:
             return False, "gopher_dup_para_fraction"
         if score["dup_para_chars"] > self.max_dup_para_chars:
             return False, "gopher_dup_para_chars"
-        if score["dup_line_fraction"] > self.max_dup_line_fraction:
+        if score["dup_line_fraction"] > max_dup_line_fraction:
             return False, "gopher_dup_line_fraction"
         if score["dup_line_chars"] > self.max_dup_line_chars:
             return False, "gopher_dup_line_chars"
-        for n, limit in zip(self._top_ns(), self.max_top_ngram_chars):
+        for n, limit in zip(_top_ns(top_limits), top_limits):
             if score[f"top_{n}gram"] > limit:
                 return False, f"gopher_top_{n}gram"
-        for n, limit in zip(self._dup_ns(), self.max_dup_ngram_chars):
+        for n, limit in zip(_dup_ns(dup_limits), dup_limits):
             if score[f"dup_{n}gram"] > limit:
                 return False, f"gopher_dup_{n}gram"
         return True, None
 
-    def _top_ns(self) -> range:
-        return range(self.TOP_NGRAM_FIRST_N, self.TOP_NGRAM_FIRST_N + len(self.max_top_ngram_chars))
+    def thresholds_for(self, lang: str) -> tuple[float, tuple[float, ...], tuple[float, ...]]:
+        """``(max_dup_line_fraction, max_top_ngram_chars, max_dup_ngram_chars)`` for ``lang``.
 
-    def _dup_ns(self) -> range:
-        return range(self.DUP_NGRAM_FIRST_N, self.DUP_NGRAM_FIRST_N + len(self.max_dup_ngram_chars))
+        FineWeb-2's where it has the language, these settings elsewhere.
+        """
+        profile = gopher_profile(lang)
+        if profile is None:
+            return self.max_dup_line_fraction, self.max_top_ngram_chars, self.max_dup_ngram_chars
+        return profile.max_dup_line_fraction, profile.max_top_ngram_chars, profile.max_dup_ngram_chars
+
+
+def _top_ns(limits: tuple[float, ...]) -> range:
+    """The n of the top n-gram rules with these thresholds."""
+    return range(TOP_NGRAM_NS.start, TOP_NGRAM_NS.start + len(limits))
+
+
+def _dup_ns(limits: tuple[float, ...]) -> range:
+    """The n of the duplicate n-gram rules with these thresholds."""
+    return range(DUP_NGRAM_NS.start, DUP_NGRAM_NS.start + len(limits))
 
 
 def _duplicates(elements: Sequence[str]) -> tuple[int, int]:

@@ -4,9 +4,10 @@ Languages are the lid.176 codes of :mod:`filters.language`. English keeps each r
 published list (Gopher's eight stop words, OBELICS's lists in :mod:`filters.web_text`); the
 other languages get:
 
-* :func:`gopher_profile`: Gopher's stop words and word-length and letter thresholds from
-  FineWeb-2's per-language configs (Penedo et al. 2025, arXiv:2506.20920; ODC-By 1.0), copied
-  for 30 languages into ``filters/data/fineweb2_gopher.yaml``, which names each source file.
+* :func:`gopher_profile`: Gopher's stop words, word-length and letter thresholds and repetition
+  thresholds from FineWeb-2's per-language configs (Penedo et al. 2025, arXiv:2506.20920;
+  ODC-By 1.0), copied for 30 languages into ``filters/data/fineweb2_gopher.yaml``, which names
+  each source file.
 * :func:`stopwords`: the ``stopwordsiso`` package (Stopwords ISO, MIT licence), for OBELICS's
   share-of-stop-words rule.
 * :func:`flagged_words`: the ``glin-profanity`` package's dictionaries (MIT licence; its lists
@@ -49,9 +50,16 @@ _GLIN_NAMES = {
 }
 
 
+TOP_NGRAM_NS = range(2, 5)
+"""The n of Gopher's top n-gram rules, as FineWeb-2 lists them (``top_n_grams``)."""
+
+DUP_NGRAM_NS = range(5, 11)
+"""The n of Gopher's duplicate n-gram rules, as FineWeb-2 lists them (``dup_n_grams``)."""
+
+
 @dataclass(frozen=True)
 class GopherProfile:
-    """FineWeb-2's Gopher quality settings for one language.
+    """FineWeb-2's Gopher quality and repetition settings for one language.
 
     Attributes:
         config: the FineWeb-2 config file they come from (``deu_Latn``).
@@ -59,6 +67,11 @@ class GopherProfile:
         min_mean_word_length: shortest accepted mean word length (0: no bound).
         max_mean_word_length: longest accepted mean word length (0: no bound).
         min_alpha_words_ratio: smallest share of words holding a letter.
+        max_dup_line_fraction: largest share of lines repeating an earlier line (``dup_line_frac``).
+        max_top_ngram_chars: largest character share of the most frequent n-gram, for the n of
+            :data:`TOP_NGRAM_NS` in order (``top_n_grams``).
+        max_dup_ngram_chars: largest character share of repeated n-grams, for the n of
+            :data:`DUP_NGRAM_NS` in order (``dup_n_grams``).
     """
 
     config: str
@@ -66,6 +79,16 @@ class GopherProfile:
     min_mean_word_length: float
     max_mean_word_length: float
     min_alpha_words_ratio: float
+    max_dup_line_fraction: float
+    max_top_ngram_chars: tuple[float, ...]
+    max_dup_ngram_chars: tuple[float, ...]
+
+
+def _ngram_limits(pairs: list[list[float]], ns: range, field: str, config: str) -> tuple[float, ...]:
+    """The shares of FineWeb-2's ``[n, share]`` pairs, which must list exactly the n of ``ns`` in order."""
+    if [n for n, _ in pairs] != list(ns):
+        raise ValueError(f"{config}: {field} must list n = {ns.start}..{ns.stop - 1}, got {pairs!r}")
+    return tuple(share for _, share in pairs)
 
 
 @functools.cache
@@ -78,6 +101,9 @@ def _fineweb2() -> dict[str, GopherProfile]:
             min_mean_word_length=entry["min_avg_word_length"],
             max_mean_word_length=entry["max_avg_word_length"],
             min_alpha_words_ratio=entry["max_non_alpha_words_ratio"],
+            max_dup_line_fraction=entry["dup_line_frac"],
+            max_top_ngram_chars=_ngram_limits(entry["top_n_grams"], TOP_NGRAM_NS, "top_n_grams", entry["config"]),
+            max_dup_ngram_chars=_ngram_limits(entry["dup_n_grams"], DUP_NGRAM_NS, "dup_n_grams", entry["config"]),
         )
         for lang, entry in yaml.safe_load(text).items()
     }

@@ -13,6 +13,8 @@ from filters.text_quality import (
     GopherRepetitionFilter,
     c4_clean,
 )
+from filters.wordlists import gopher_profile
+from multilingual_prose import PROSE
 
 CONTENT = """
 river mountain village garden teacher student market bridge window morning evening harbor
@@ -270,8 +272,9 @@ def test_gopher_repetition_line_and_paragraph_scores():
     assert score["dup_line_fraction"] == pytest.approx(2 / 4)
     assert score["dup_line_chars"] == pytest.approx(22 / len(text))
     assert score["top_2gram"] == pytest.approx(30 / len(text))  # "alpha beta", three times
-    assert GopherRepetitionFilter(max_top_ngram_chars=(), max_dup_ngram_chars=()).score(doc(text)).keys() == {
-        "dup_para_fraction", "dup_para_chars", "dup_line_fraction", "dup_line_chars"
+    english = GopherRepetitionFilter(max_top_ngram_chars=(), max_dup_ngram_chars=(), language="en")
+    assert english.score(doc(text)).keys() == {
+        "lang", "dup_para_fraction", "dup_para_chars", "dup_line_fraction", "dup_line_chars"
     }
 
 
@@ -282,6 +285,105 @@ def test_gopher_repetition_thresholds_come_from_config():
     score = flt.score(doc(base(random.Random(0))))
     assert {"top_2gram", "top_3gram", "dup_5gram"} <= score.keys() and "top_4gram" not in score
     hash(flt)
+
+
+# --- Gopher repetition per language -----------------------------------------------------------
+
+ENGLISH_REPETITION = GopherRepetitionFilter(language="en")
+CATALAN = (
+    "La ciutat es troba a la vora d'un riu ample, a uns quaranta quilòmetres de la costa. Va ser fundada al "
+    "segle dotze per mercaders que venien sal i llana a les ciutats del nord. Avui té gairebé vint mil "
+    "habitants. El centre antic, amb els seus carrers estrets i un pont de pedra que ha resistit diverses "
+    "riuades, atrau molts visitants a l'estiu. La ciutat també té una petita universitat, un museu d'història "
+    "local i un mercat que se celebra cada dissabte a la plaça major. Quan la meva àvia era jove, anava a "
+    "l'escola a peu cada matí, fins i tot a l'hivern, quan la neu era alta. Ens explicava que el mestre "
+    "encenia l'estufa abans que arribessin els nens. Cadascun d'ells portava un tros de llenya de casa. Al "
+    "vespre ajudava la seva mare a la cuina i llegia llibres a la llum d'un llum. Diu que mai no s'avorria, "
+    "perquè sempre hi havia alguna cosa a fer."
+)
+
+
+def with_repeated_lines(prose, repeated, times):
+    """One sentence of ``prose`` a line, with the line ``repeated`` after the first ``times + 1`` of them."""
+    sentences = [sentence.strip() + "." for sentence in prose.split(". ") if sentence.strip()]
+    for i in range(times + 1):
+        sentences.insert(2 * i + 1, repeated)
+    return "\n".join(sentences)
+
+
+def with_phrase(prose, phrase, times):
+    """``prose`` with ``phrase`` inserted before every seventh word, ``times`` times."""
+    words = prose.split()
+    for i in reversed(range(times)):
+        words.insert(7 * i + 3, phrase)
+    return " ".join(words)
+
+
+def with_passage_again(first, second, words):
+    """``first`` and ``second`` as two paragraphs, with the first ``words`` words of ``first`` again at the end."""
+    return f"{first}\n\n{second} " + " ".join(first.split()[:words])
+
+
+def between(build, sizes, key, low, high):
+    """The text ``build(size)`` whose ``key`` score lies nearest the middle of ``(low, high)``, checked inside."""
+    scored = [(text, ENGLISH_REPETITION.score(doc(text))[key]) for text in map(build, sizes)]
+    text, value = min(scored, key=lambda item: abs(item[1] - (low + high) / 2))
+    assert low < value < high, (key, value)
+    return text
+
+
+def test_german_documents_are_judged_with_fineweb2_german_thresholds():
+    german, english = gopher_profile("de"), ENGLISH_REPETITION
+    assert german.max_dup_line_fraction < english.max_dup_line_fraction
+    assert german.max_top_ngram_chars[0] < english.max_top_ngram_chars[0]
+    cases = {
+        "gopher_dup_line_fraction": between(
+            lambda k: with_repeated_lines(PROSE["de"][0] + " " + PROSE["de"][1], "Mehr lesen.", k), range(1, 8),
+            "dup_line_fraction", german.max_dup_line_fraction, english.max_dup_line_fraction,
+        ),
+        "gopher_top_2gram": between(
+            lambda k: with_phrase("\n\n".join(PROSE["de"]), "alten Brücke", k), range(5, 25),
+            "top_2gram", german.max_top_ngram_chars[0], english.max_top_ngram_chars[0],
+        ),
+    }
+    for reason, text in cases.items():
+        judged = verdict(GopherRepetitionFilter(), text)
+        assert judged.score["lang"] == "de"
+        assert (judged.keep, judged.reason) == (False, reason)
+        as_english = verdict(GopherRepetitionFilter(language="en"), text)
+        assert as_english.score["lang"] == "en" and (as_english.keep, as_english.reason) == (True, None)
+        pinned = from_mapping(GopherRepetitionFilter, {"language": "en"})
+        assert pinned == GopherRepetitionFilter(language="en") and verdict(pinned, text).keep
+
+
+def test_looser_fineweb2_thresholds_keep_what_english_drops():
+    korean, english = gopher_profile("ko").max_dup_ngram_chars, ENGLISH_REPETITION.max_dup_ngram_chars
+    assert min(korean) > min(english)
+    text = between(lambda m: with_passage_again(*PROSE["ko"], m), range(3, 20), "dup_10gram", min(english), min(korean))
+    judged = verdict(GopherRepetitionFilter(), text)
+    assert judged.score["lang"] == "ko" and judged.keep
+    coverage = judged.score["dup_10gram"]
+    first_broken = next(n for n, limit in zip(range(5, 11), english) if coverage > limit)
+    assert verdict(GopherRepetitionFilter(language="en"), text).reason == f"gopher_dup_{first_broken}gram"
+
+
+def test_languages_without_fineweb2_thresholds_keep_the_settings():
+    defaults = ENGLISH_REPETITION
+    english = (defaults.max_dup_line_fraction, defaults.max_top_ngram_chars, defaults.max_dup_ngram_chars)
+    assert defaults.thresholds_for("en") == defaults.thresholds_for("ca") == english
+    german = gopher_profile("de")
+    assert defaults.thresholds_for("de") == (0.263, german.max_top_ngram_chars, german.max_dup_ngram_chars)
+    custom = GopherRepetitionFilter(max_dup_line_fraction=0.5, max_top_ngram_chars=(0.3,))
+    assert custom.thresholds_for("ca") == (0.5, (0.3,), defaults.max_dup_ngram_chars)
+    assert custom.thresholds_for("de")[0] == 0.263  # FineWeb-2's languages keep FineWeb-2's thresholds
+    # as many repeated lines as drop the German text above: Catalan is judged with the English threshold
+    text = between(
+        lambda k: with_repeated_lines(CATALAN, "Llegiu-ne més.", k), range(1, 8),
+        "dup_line_fraction", gopher_profile("de").max_dup_line_fraction, defaults.max_dup_line_fraction,
+    )
+    judged = verdict(GopherRepetitionFilter(), text)
+    assert judged.score["lang"] == "ca" and judged.keep
+    assert verdict(GopherRepetitionFilter(language="de"), text).reason == "gopher_dup_line_fraction"
 
 
 # --- C4 ---------------------------------------------------------------------------------------
@@ -433,7 +535,7 @@ def test_published_defaults():
     assert settings(GopherRepetitionFilter) == {
         "max_dup_para_fraction": 0.3, "max_dup_para_chars": 0.2, "max_dup_line_fraction": 0.3,
         "max_dup_line_chars": 0.2, "max_top_ngram_chars": (0.2, 0.18, 0.16),
-        "max_dup_ngram_chars": (0.15, 0.14, 0.13, 0.12, 0.11, 0.10),
+        "max_dup_ngram_chars": (0.15, 0.14, 0.13, 0.12, 0.11, 0.10), "language": "auto",
     }
     assert settings(C4QualityFilter) == {
         "min_words_per_line": 3, "min_sentences": 5, "max_word_length": 1000, "remove_citations": True,

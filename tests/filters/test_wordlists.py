@@ -5,7 +5,7 @@ import pytest
 from curation.records import InterleavedDoc, Segment, TextDoc
 from filters import wordlists
 from filters.language import rules_language
-from filters.text_quality import GopherQualityFilter, count_stopwords
+from filters.text_quality import GopherQualityFilter, GopherRepetitionFilter, count_stopwords
 from filters.web_text import FLAGGED_WORDS, TextRules, WebTextQualityFilter, filter_paragraphs
 from multilingual_prose import PROSE
 
@@ -56,6 +56,37 @@ def test_every_frequent_language_has_stopwords_and_fineweb2_settings():
     assert german.config == "deu_Latn" and {"der", "und", "die"} <= set(german.stopwords)
     assert (german.min_mean_word_length, german.max_mean_word_length, german.min_alpha_words_ratio) == (0, 15, 0.774)
     assert len(wordlists.gopher_languages()) >= 25
+
+
+FINEWEB2_LANGUAGES = frozenset(
+    "ar bg cs da de el es fa fi fr he hi hu id it ja ko nl no pl pt ro ru sk sv th tr uk vi zh".split()
+)
+
+
+def test_fineweb2_repetition_thresholds_load_for_all_30_languages():
+    assert wordlists.gopher_languages() == FINEWEB2_LANGUAGES
+    for lang in FINEWEB2_LANGUAGES:
+        profile = wordlists.gopher_profile(lang)
+        assert 0 < profile.max_dup_line_fraction < 1, lang
+        assert len(profile.max_top_ngram_chars) == len(wordlists.TOP_NGRAM_NS) == 3, lang
+        assert len(profile.max_dup_ngram_chars) == len(wordlists.DUP_NGRAM_NS) == 6, lang
+        assert all(0 < share < 1 for share in (*profile.max_top_ngram_chars, *profile.max_dup_ngram_chars)), lang
+    german = wordlists.gopher_profile("de")  # configs/deu_Latn.yml
+    assert german.max_dup_line_fraction == 0.263
+    assert german.max_top_ngram_chars == (0.169, 0.153, 0.137)
+    assert german.max_dup_ngram_chars == (0.141, 0.134, 0.126, 0.117, 0.108, 0.098)
+    spanish = wordlists.gopher_profile("es")  # configs/spa_Latn.yml
+    assert (spanish.max_dup_line_fraction, spanish.max_top_ngram_chars[0], spanish.max_dup_ngram_chars[-1]) == (
+        0.265, 0.077, 0.099)
+
+
+def test_fineweb2_ngram_thresholds_must_list_the_rules_n():
+    assert wordlists._ngram_limits([[2, 0.2], [3, 0.18], [4, 0.16]], range(2, 5), "top_n_grams", "x") == (
+        0.2, 0.18, 0.16)
+    with pytest.raises(ValueError, match="xyz_Latn: top_n_grams must list n = 2..4"):
+        wordlists._ngram_limits([[2, 0.2], [4, 0.16], [3, 0.18]], range(2, 5), "top_n_grams", "xyz_Latn")
+    with pytest.raises(ValueError, match="dup_n_grams must list n = 5..10"):
+        wordlists._ngram_limits([[5, 0.15]], range(5, 11), "dup_n_grams", "xyz_Latn")
 
 
 @pytest.mark.parametrize("lang", sorted(PROSE))
@@ -155,3 +186,19 @@ def test_gopher_keeps_the_prose_of_every_language():
     gopher = GopherQualityFilter()
     reasons = {lang: gopher.keep(gopher.score(text_doc("\n\n".join(texts))))[1] for lang, texts in PROSE.items()}
     assert set(reasons.values()) == {None}
+
+
+@pytest.mark.parametrize("lang", sorted(PROSE))
+def test_gopher_repetition_keeps_the_prose_of_every_language_with_its_own_thresholds(lang):
+    repetition = GopherRepetitionFilter()
+    for text in [*PROSE[lang], "\n\n".join(PROSE[lang])]:
+        score = repetition.score(text_doc(text))
+        assert score["lang"] == lang
+        assert repetition.keep(score) == (True, None)
+    profile = wordlists.gopher_profile(lang)
+    expected = (
+        (repetition.max_dup_line_fraction, repetition.max_top_ngram_chars, repetition.max_dup_ngram_chars)
+        if profile is None
+        else (profile.max_dup_line_fraction, profile.max_top_ngram_chars, profile.max_dup_ngram_chars)
+    )
+    assert repetition.thresholds_for(lang) == expected
