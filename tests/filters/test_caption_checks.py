@@ -10,13 +10,21 @@ from filters.caption_checks import (
     SYNTHETIC_KEY,
     CaptionCheckSettings,
     CaptionClipMarginCheck,
+    CaptionCoverageCheck,
     CaptionEntityCheck,
+    CaptionInventedEntityCheck,
     CaptionLanguageCheck,
     CaptionLengthCheck,
     CaptionRefusalCheck,
     CaptionRepetitionCheck,
     alt_text_entities,
+    content_words,
+    coverage,
     default_checks,
+    invented_entities,
+    lemma_key,
+    metadata_text,
+    numeric_claims,
     run_checks,
     words,
 )
@@ -24,14 +32,14 @@ from filters.caption_checks import (
 ALT = "Eiffel Tower at night, Paris 2019"
 GOOD = (
     "The Eiffel Tower glows against a dark blue sky at night in Paris, its iron lattice lit in warm gold. "
-    "Photographed in 2019 from the Trocadéro, the tower rises above a row of bare trees."
+    "Photographed in 2019 from across the river, the tower rises above a row of bare trees."
 )
 
 
-def pair(caption=GOOD, alt=ALT, stats=None):
+def pair(caption=GOOD, alt=ALT, stats=None, url="http://127.0.0.1/x.jpg", meta=None):
     return CaptionPair(
-        id="p", source="s", url="http://127.0.0.1/x.jpg", text=alt,
-        meta={SYNTHETIC_KEY: caption} if caption is not None else {}, stats=dict(stats or {}),
+        id="p", source="s", url=url, text=alt,
+        meta={**(meta or {}), **({SYNTHETIC_KEY: caption} if caption is not None else {})}, stats=dict(stats or {}),
     )
 
 
@@ -219,6 +227,241 @@ def test_entity_thresholds():
     assert reason(CaptionEntityCheck(min_name_share=0.0, min_number_share=0.0), no_year) is None
 
 
+# Coverage and invented entities: SmolLM2's captions that passed every other check.
+
+CAKE = "Homemade slice of lemon cake served on a grey plate"
+CAKE_DRIFT = "Serves as a perfect example of the art of creative storytelling in food."
+CAKE_FAITHFUL = (
+    "A homemade slice of lemon cake sits on a grey ceramic plate, "
+    "its moist crumb topped with a thin layer of sugary glaze."
+)
+TYPEWRITER = "Close-up of a grey vintage typewriter on a kitchen table"
+TYPEWRITER_INVENTED = (
+    "A vintage typewritten by the iconic 19th-century British designer, "
+    "this elegant machine still draws admirers to its polished keys."
+)
+
+
+@pytest.mark.parametrize(
+    "word, same",
+    [
+        ("cakes", "cake"),
+        ("plates", "plate"),
+        ("served", "serves"),
+        ("children", "child"),
+        ("geese", "goose"),
+        ("grey", "gray"),
+        ("greyish", "grayish"),
+        ("Colours", "color"),
+        ("centre", "center"),
+        ("three", "3"),
+    ],
+)
+def test_lemma_key_matches_inflections_and_spellings(word, same):
+    assert lemma_key(word) == lemma_key(same)
+
+
+@pytest.mark.parametrize("word, other", [("typewritten", "typewriter"), ("cake", "cookie"), ("grey", "green")])
+def test_lemma_key_keeps_different_words_apart(word, other):
+    assert lemma_key(word) != lemma_key(other)
+
+
+def test_content_words_skip_function_words_and_filler():
+    assert set(content_words(CAKE).values()) == {"Homemade", "slice", "lemon", "cake", "served", "grey", "plate"}
+    assert set(content_words(TYPEWRITER).values()) == {"grey", "vintage", "typewriter", "kitchen", "table"}
+    assert set(content_words("Close-up photo of 3 red kites")) == {"3", "red", "kite"}
+    assert content_words("a photo of it") == {}
+
+
+@pytest.mark.parametrize(
+    "alt, caption, share, missing",
+    [
+        (CAKE, CAKE_DRIFT, 1 / 7, ["Homemade", "slice", "lemon", "cake", "grey", "plate"]),  # "Serves" keeps "served"
+        (CAKE, CAKE_FAITHFUL, 6 / 7, ["served"]),
+        (TYPEWRITER, TYPEWRITER_INVENTED, 1 / 5, ["grey", "typewriter", "kitchen", "table"]),
+        (CAKE, "Homemade slices of lemon cakes, served on gray plates beside a fork.", 1.0, []),
+        ("A grey cat on a colourful rug", "A gray cat naps on a colorful woven rug in the afternoon sun.", 1.0, []),
+        ("Puppies: 3 in a basket", "Three sleepy puppies curl up together in a wicker basket.", 1.0, []),
+        ("a photo of it", "Anything at all.", 1.0, []),
+    ],
+)
+def test_coverage(alt, caption, share, missing):
+    kept = coverage(alt, caption)
+    assert kept.share == pytest.approx(share)
+    assert kept.missing == missing
+
+
+@pytest.mark.parametrize(
+    "caption, alt, expected",
+    [
+        (CAKE_DRIFT, CAKE, "caption_low_coverage"),
+        (CAKE_FAITHFUL, CAKE, None),
+        (TYPEWRITER_INVENTED, TYPEWRITER, "caption_low_coverage"),
+        (GOOD, ALT, None),
+        (GOOD.replace("Eiffel Tower", "landmark").replace("tower", "landmark").replace("at night", "after dark"), ALT,
+         "caption_low_coverage"),
+        # The default 0.7: one content word of four may go, one of three may not.
+        ("A kite soars high over a sandy beach on a windy day.", "Red kite over a sandy beach", None),
+        ("A kite soars high over a sandy beach on a windy day.", "Red kite over a beach", "caption_low_coverage"),
+    ],
+)
+def test_coverage_check(caption, alt, expected):
+    assert reason(CaptionCoverageCheck(), pair(caption, alt)) == expected
+
+
+def test_coverage_check_scores_and_threshold():
+    record = pair(CAKE_FAITHFUL, CAKE)
+    assert CaptionCoverageCheck()(record).keep
+    assert record.stats["caption_coverage.content_words"] == 7
+    assert record.stats["caption_coverage.coverage"] == pytest.approx(6 / 7)
+    assert reason(CaptionCoverageCheck(min_coverage=0.9), record) == "caption_low_coverage"
+    assert reason(CaptionCoverageCheck(min_coverage=0.1), pair(CAKE_DRIFT, CAKE)) is None
+
+
+def test_coverage_check_filler_is_configurable():
+    record = pair("A beautiful photo taken at dusk shows the harbour boats.", "Photo of harbour boats")
+    assert reason(CaptionCoverageCheck(), record) is None
+    strict = CaptionCoverageCheck(filler=(), min_coverage=1.0)
+    assert reason(strict, pair("The harbour boats at dusk.", "Photo of harbour boats")) == "caption_low_coverage"
+
+
+def test_coverage_in_the_alt_texts_language():
+    alt = "La tour Eiffel illuminée la nuit, vue depuis le Trocadéro à Paris"
+    caption = (
+        "La tour Eiffel se dresse dans la nuit parisienne, illuminée de lumières dorées, "
+        "vue depuis les jardins du Trocadéro au bord de la Seine."
+    )
+    record = pair(caption, alt)
+    assert reason(CaptionCoverageCheck(), record) is None
+    assert record.stats["caption_coverage.coverage"] == pytest.approx(6 / 7)  # "parisienne" is not "Paris"
+    # Judged as English, the French function words "la", "depuis" and "à" count as content.
+    assert reason(CaptionCoverageCheck(language="en", min_coverage=0.9), record) == "caption_low_coverage"
+
+
+@pytest.mark.parametrize(
+    "text, claims",
+    [
+        ("in 2019, 1,000 steps and 3.5 km", {("number", "2019"), ("number", "1000"), ("number", "3.5")}),
+        ("a 19th-century house", {("century", 19)}),
+        ("the nineteenth century", {("century", 19)}),
+        ("in the 1960s", {("decade", 19, 6)}),
+        ("back in the '60s, the sixties", {("decade", None, 6)}),
+        ("three cats and twenty-five dogs", {("number", "3"), ("number", "25")}),
+        ("the 3rd floor", {("number", "3")}),
+        ("file a3f9 at 400x300", {("number", "400")}),
+        ("one of the cats", {("number", "1")}),
+        ("", set()),
+    ],
+)
+def test_numeric_claims(text, claims):
+    assert numeric_claims(text) == claims
+
+
+def test_numeric_claims_vague_words_claim_nothing():
+    assert numeric_claims("one of the two cats", frozenset({"one"})) == {("number", "2")}
+
+
+PUPPY = "Golden retriever puppy playing in the snow"
+PUPPY_CAPTION = "A golden retriever puppy plays in the fresh snow, chasing flakes across the yard."
+
+
+@pytest.mark.parametrize(
+    "caption, invented",
+    [
+        (PUPPY_CAPTION, {}),
+        (PUPPY_CAPTION.replace("snow,", "snow of 2015,"), {"numbers": ["2015"]}),
+        (PUPPY_CAPTION.replace("yard", "lawns of Central Park"), {"names": ["Central", "Park"]}),
+        (PUPPY_CAPTION.replace("A golden", "A British golden"), {"names": ["British"]}),
+        (PUPPY_CAPTION.replace("fresh snow", "fresh December snow"), {"dates": ["December"]}),
+        (PUPPY_CAPTION.replace("fresh snow", "snow of the 1960s"), {"dates": ["1960s"]}),
+        (PUPPY_CAPTION.replace("A golden", "A 19th-century painting of a golden"), {"dates": ["19th century"]}),
+        # A sentence's first word is no name, but a number word there is a number.
+        (PUPPY_CAPTION.replace("A golden retriever puppy plays", "Three golden retriever puppies play"),
+         {"numbers": ["3"]}),
+        (PUPPY_CAPTION.replace("A golden", "Outdoors, a golden"), {}),
+        (PUPPY_CAPTION.replace("the fresh snow", "snow with three friends"), {"numbers": ["3"]}),
+        (PUPPY_CAPTION.replace("A golden", "One golden"), {}),  # "one" claims nothing
+        # Capitalised words the alt text holds (in any case) are not invented.
+        (PUPPY_CAPTION.replace("golden retriever", "Golden Retriever"), {}),
+    ],
+)
+def test_invented_entities(caption, invented):
+    found = invented_entities(caption, PUPPY)
+    assert {kind: items for kind, items in found.items() if items} == invented
+
+
+@pytest.mark.parametrize(
+    "caption, alt, supported",
+    [
+        ("Three puppies sleep in a wicker basket by the fire.", "Puppies: 3 in a basket", True),
+        ("A 19th-century Victorian house with a red door.", "Victorian house built in 1890", True),
+        ("A 20th-century Victorian house with a red door.", "Victorian house built in 1890", False),
+        ("Dancers fill the hall in the sixties, all in bright colours.", "Dance hall, 1965", True),
+        ("Dancers fill the hall in the seventies, all in bright colours.", "Dance hall, 1965", False),
+        ("A cozy cafe window in Paris, with the Alps far away.", "Cafe window in paris, alps", True),
+    ],
+)
+def test_invented_entities_support(caption, alt, supported):
+    found = invented_entities(caption, alt)
+    assert (not any(found.values())) == supported, found
+
+
+@pytest.mark.parametrize(
+    "caption, alt, expected",
+    [
+        (TYPEWRITER_INVENTED, TYPEWRITER, "caption_invented_entities"),
+        (PUPPY_CAPTION, PUPPY, None),
+        (PUPPY_CAPTION.replace("snow,", "snow of 2015,"), PUPPY, "caption_invented_entities"),
+        (GOOD, ALT, None),
+        (GOOD.replace("from across the river", "from the Trocadéro"), ALT, "caption_invented_entities"),
+    ],
+)
+def test_invented_entity_check(caption, alt, expected):
+    assert reason(CaptionInventedEntityCheck(), pair(caption, alt)) == expected
+
+
+def test_invented_entity_check_scores_and_threshold():
+    record = pair(TYPEWRITER_INVENTED, TYPEWRITER)
+    assert not CaptionInventedEntityCheck()(record).keep
+    assert {key: record.stats[f"caption_invented.{key}"] for key in ("names", "numbers", "dates", "invented")} == {
+        "names": 1, "numbers": 0, "dates": 1, "invented": 2,
+    }
+    assert reason(CaptionInventedEntityCheck(max_invented=1), record) == "caption_invented_entities"
+    assert reason(CaptionInventedEntityCheck(max_invented=2), record) is None
+
+
+def test_entities_in_the_metadata_are_supported():
+    caption = "A golden retriever puppy plays in the snow of Central Park in 2015, chasing flakes."
+    bare = pair(caption, PUPPY)
+    titled = pair(caption, PUPPY, meta={"page_title": "Winter in Central Park", "tags": ["dogs", "snow"]},
+                  url="https://example.org/photos/2015/puppy.jpg")
+    assert CaptionInventedEntityCheck().score(bare)["invented"] == 3
+    assert reason(CaptionInventedEntityCheck(), titled) is None
+    assert reason(CaptionInventedEntityCheck(use_metadata=False), titled) == "caption_invented_entities"
+
+
+def test_metadata_text_is_the_url_path_and_string_metadata():
+    record = pair("A caption naming Oslo.", meta={"title": "Oslo%20harbour", "width": 640, "tags": ["fjord", 3]},
+                  url="https://example.org/img/Oslo%20Harbour-2019.jpg?size=640")
+    text = metadata_text(record)
+    assert text.split("\n") == ["/img/Oslo Harbour-2019.jpg", "Oslo%20harbour", "fjord"]
+    assert "caption naming" not in text
+
+
+@pytest.mark.parametrize(
+    "caption, alt, expected",
+    [
+        (CAKE_DRIFT, CAKE, "caption_low_coverage"),
+        (TYPEWRITER_INVENTED, TYPEWRITER, "caption_invented_entities"),
+        (CAKE_FAITHFUL, CAKE, None),
+    ],
+)
+def test_smollm2_captions_that_passed_before_now_fail(caption, alt, expected):
+    old = CaptionCheckSettings(coverage=None, invented=None, clip_margin=None)
+    assert run_checks(pair(caption, alt), default_checks(old)) == (True, None)
+    assert run_checks(pair(caption, alt), default_checks()) == (expected is None, expected)
+
+
 # CLIP margin
 
 
@@ -252,19 +495,25 @@ def test_clip_margin_records_the_delta_only_when_scored():
 def test_default_checks_order_and_config():
     names = [check.name for check in default_checks()]
     assert names == [
-        "caption_length", "caption_refusal", "caption_repetition",
-        "caption_entities", "caption_language", "caption_clip_margin",
+        "caption_length", "caption_refusal", "caption_repetition", "caption_entities",
+        "caption_invented", "caption_language", "caption_coverage", "caption_clip_margin",
     ]
     settings = from_mapping(CaptionCheckSettings, {"language": None, "length": {"max_words": 60}})
     checks = default_checks(settings)
     assert "caption_language" not in [check.name for check in checks]
     assert checks[0] == CaptionLengthCheck(max_words=60)
+    settings = from_mapping(CaptionCheckSettings, {"coverage": {"min_coverage": 0.8}, "invented": None})
+    checks = default_checks(settings)
+    assert "caption_invented" not in [check.name for check in checks]
+    assert CaptionCoverageCheck(min_coverage=0.8) in checks
 
 
 def test_run_checks_passes_a_good_caption_and_writes_stats():
     record = pair(stats={CLIP_ALT_KEY: 0.30, CLIP_CAPTION_KEY: 0.31})
     assert run_checks(record, default_checks()) == (True, None)
     assert record.stats["caption_entities.names_kept"] == 1.0
+    assert record.stats["caption_invented.invented"] == 0
+    assert record.stats["caption_coverage.coverage"] == 1.0
     assert record.stats["caption_clip_margin.delta"] == pytest.approx(0.01)
 
 
