@@ -369,7 +369,9 @@ class _DeadlineReader(io.RawIOBase):
         left = self._deadline - time.monotonic()
         if left <= 0:
             raise socket.timeout("total_timeout reached while reading the response")
-        self._sock.settimeout(min(self._read_timeout, left))
+        timeout = min(self._read_timeout, left)
+        if self._sock.gettimeout() != timeout:  # setting it is a system call, and lets other threads run
+            self._sock.settimeout(timeout)
         return self._raw.readinto(buffer)
 
     def close(self) -> None:
@@ -388,7 +390,9 @@ class _SocketShim:
         deadline = getattr(_deadline, "value", None)
         if deadline is None:  # not inside an attempt of a Fetcher: plain reads
             return self._sock.makefile(mode)
-        return io.BufferedReader(_DeadlineReader(self._sock, deadline, _deadline.read_timeout))
+        # a buffer as large as a body chunk: the status line, the headers and a small body
+        # come in one read from the socket
+        return io.BufferedReader(_DeadlineReader(self._sock, deadline, _deadline.read_timeout), _CHUNK_BYTES)
 
 
 class _DeadlineResponse(http.client.HTTPResponse):
@@ -478,6 +482,14 @@ class _Lookup:
         self.result: list[str] | _Outcome = []
 
 
+class _Waiting:
+    """The threads waiting to enter one host, on a condition of their :class:`HostState`'s lock."""
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self.condition = threading.Condition(lock)
+        self.threads = 0
+
+
 HostKey = tuple[str, int]
 
 
@@ -493,7 +505,8 @@ class HostState:
     def __init__(self, settings: FetchSettings, clock: Callable[[], float] = time.monotonic):
         self._settings = settings
         self._clock = clock
-        self._lock = threading.Condition()
+        self._lock = threading.Lock()
+        self._waiting: dict[HostKey, _Waiting] = {}
         self._lookups: dict[str, _Lookup] = {}
         self._unresolved: OrderedDict[str, tuple[float, _Outcome]] = OrderedDict()
         self._failures: OrderedDict[HostKey, int] = OrderedDict()
@@ -563,6 +576,8 @@ class HostState:
             while True:
                 now = self._clock()
                 if now >= deadline:
+                    if not cap or self._active.get(key, 0) < cap:
+                        self._wake_one(key)  # the free slot this thread may have been woken for
                     return False
                 wait_until = self._not_before.get(key, 0.0)
                 if wait_until <= now:
@@ -571,17 +586,37 @@ class HostState:
                         self._active[key] = self._active.get(key, 0) + 1
                         return True
                     wait_until = deadline
-                self._lock.wait(min(wait_until, deadline) - now)
+                self._wait(key, min(wait_until, deadline) - now)
 
     def leave(self, key: HostKey) -> None:
-        """Gives back the slot :meth:`enter` took."""
+        """Gives back the slot :meth:`enter` took, waking one thread waiting for the host."""
         with self._lock:
             left = self._active[key] - 1
             if left:
                 self._active[key] = left
             else:
                 del self._active[key]
-            self._lock.notify_all()
+            self._wake_one(key)
+
+    def _wait(self, key: HostKey, seconds: float) -> None:
+        """Waits (holding the lock) until woken for ``key`` or ``seconds`` have passed."""
+        waiting = self._waiting.get(key)
+        if waiting is None:
+            waiting = self._waiting[key] = _Waiting(self._lock)
+        waiting.threads += 1
+        try:
+            waiting.condition.wait(seconds)
+        finally:
+            waiting.threads -= 1
+            if not waiting.threads:
+                del self._waiting[key]
+
+    def _wake_one(self, key: HostKey) -> None:
+        """Wakes one thread waiting for ``key`` (holding the lock): one freed slot, one waiter,
+        not every thread of every host."""
+        waiting = self._waiting.get(key)
+        if waiting is not None:
+            waiting.condition.notify()
 
 
 def _unexpired(table: OrderedDict, key, now: float) -> _Outcome | None:
@@ -881,17 +916,19 @@ class Fetcher:
             response.close()
             detail = f"Content-Length {length} exceeds {limit} bytes"
             return _Outcome("too_large", status, content_type=content_type, detail=detail)
-        body = bytearray()
+        chunks: list[bytes] = []  # joined once at the end: a body of one chunk is never copied
+        size = 0
         for chunk in response.stream(_CHUNK_BYTES):
-            body += chunk
-            if len(body) > limit:
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
                 response.close()
                 detail = f"body exceeds {limit} bytes"
                 return _Outcome("too_large", status, content_type=content_type, detail=detail)
             if time.monotonic() > deadline:
                 response.close()
                 return self._timed_out(status, content_type)
-        return _Outcome("ok", status, bytes(body), content_type)
+        return _Outcome("ok", status, b"".join(chunks), content_type)
 
     def _proxy_for(self, target: _Target, ip: str) -> Url | _Outcome | None:
         """The proxy for ``target``, pinned to its checked address; or why it may not be used."""

@@ -198,12 +198,15 @@ def perceptual_hash(image: Image.Image) -> str:
     factors = (max(1, image.width // limit), max(1, image.height // limit))
     if factors != (1, 1):
         image = image.reduce(factors)
-    gray = image.convert("L").resize((_HASH_SIDE, _HASH_SIDE), Image.Resampling.LANCZOS)
-    pixels = np.asarray(gray, dtype=np.float64)
+    if image.mode != "L":
+        image = image.convert("L")
+    gray = image.resize((_HASH_SIDE, _HASH_SIDE), Image.Resampling.LANCZOS)
+    pixels = np.frombuffer(gray.tobytes(), dtype=np.uint8).reshape(_HASH_SIDE, _HASH_SIDE)
     basis = _dct_basis()
-    low = basis @ pixels @ basis.T
-    bits = low > np.median(low)
-    return np.packbits(bits.ravel()).tobytes().hex()
+    low = (basis @ pixels @ basis.T).ravel()
+    middle = np.sort(low)[len(low) // 2 - 1 : len(low) // 2 + 1]
+    bits = low > (middle[0] + middle[1]) / 2  # the median of an even count, as np.median takes it
+    return np.packbits(bits).tobytes().hex()
 
 
 def hamming(a_hex: str, b_hex: str) -> int:

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from curation.fetch import (
-    FetchResult, Fetcher, FetchSettings, is_forbidden_address, retry_after_seconds, robots_opt_out,
+    FetchResult, Fetcher, FetchSettings, HostState, is_forbidden_address, retry_after_seconds, robots_opt_out,
 )
 
 LOOPBACK_ONLY = ("127.0.0.1/32",)
@@ -972,6 +972,31 @@ def test_connections_per_host_are_capped_across_threads(origin):
     assert elapsed >= 3 * 0.6 - 0.05, "six 0.6 s requests, two at a time"
     starts = sorted(origin.times["/slow"])
     assert all(later - earlier >= 0.5 for earlier, later in zip(starts, starts[2:])), "never three at once"
+
+
+def test_a_freed_slot_passes_on_from_a_woken_thread_whose_deadline_has_passed():
+    """A freed slot wakes one waiting thread; one that can no longer use it (its deadline has
+    passed) wakes the next, which would otherwise sleep until its own deadline."""
+    now, waiting = [0.0], {"late": threading.Event(), "patient": threading.Event()}
+
+    def clock() -> float:  # a thread's call is its last step under the lock before it waits
+        name = threading.current_thread().name
+        if name in waiting:
+            waiting[name].set()
+        return now[0]
+
+    hosts, key, entered = HostState(settings(max_connections_per_host=1), clock), ("img.example", 443), {}
+    assert hosts.enter(key, deadline=1000.0)
+    threads = {name: threading.Thread(target=lambda n=name, d=deadline: entered.update({n: hosts.enter(key, d)}),
+                                      name=name, daemon=True) for name, deadline in (("late", 10.0), ("patient", 1000.0))}
+    for name in ("late", "patient"):  # late waits first, so it is the one the freed slot wakes
+        threads[name].start()
+        assert waiting[name].wait(5)
+    now[0] = 20.0  # past late's deadline
+    hosts.leave(key)
+    for thread in threads.values():
+        thread.join(5)
+    assert entered == {"late": False, "patient": True}
 
 
 @pytest.mark.parametrize("status", [429, 503])
