@@ -75,11 +75,18 @@ class ClipScoreHandler(_ClipHandler):
 class ClipPageHandler(_ClipHandler):
     """Scores pages with CLIP and moves images to better earlier sentences.
 
-    For each page: the [images x sentences] similarity matrix (one forward pass
-    for all images and all sentences of a batch of pages), the page score
+    For each page: the [images x sentences] similarity matrix, the page score
     (``stats["clip_score"]``: mean over images of the best sentence), then
     :func:`synth.reorder.reorder`; the moves land in ``meta["image_moves"]``.
     Similarities are rounded so that batch composition cannot change a decision.
+
+    One forward pass per batch of pages embeds what those results can depend on,
+    each distinct image and sentence once. The page score takes each image's best
+    sentence over all of the page's sentences, so a page with a scorable image and
+    a sentence needs every one of both (reordering needs only a subset: for each
+    image, the sentences before it and the one beside it). A page with no scorable
+    image or no sentence gets a NaN score and no moves whatever CLIP says, so none
+    of its images or sentences is embedded.
     """
 
     def __init__(self, spec: ClipSpec, margin: float = 0.0):
@@ -90,19 +97,21 @@ class ClipPageHandler(_ClipHandler):
         self, batch: Sequence[InterleavedDoc], model: ClipModel, inference_args: dict[str, Any] | None = None
     ) -> Iterable[InterleavedDoc]:
         inputs = [clip_inputs(doc) for doc in batch]
-        images = [image for _, row in inputs for image in row if image is not None]
-        sentences = [sentence for layout, _ in inputs for sentence in layout.sentences]
-        image_emb = model.embed_images([decode_for_model(image, model.image_size) for image in images])
+        scored = [bool(layout.sentences) and any(image is not None for image in row) for layout, row in inputs]
+        pages = [inputs[k] for k, page_scored in enumerate(scored) if page_scored]
+        images = {image.sha256: image for _, row in pages for image in row if image is not None}
+        sentences = list(dict.fromkeys(sentence for layout, _ in pages for sentence in layout.sentences))
+        image_emb = model.embed_images([decode_for_model(image, model.image_size) for image in images.values()])
         text_emb = model.embed_texts(sentences)
-        image_at, text_at = 0, 0
-        for doc, (layout, row) in zip(batch, inputs):
+        image_at = {sha: k for k, sha in enumerate(images)}
+        text_at = {sentence: k for k, sentence in enumerate(sentences)}
+        for doc, (layout, row), page_scored in zip(batch, inputs, scored):
             sim = np.full((len(row), len(layout.sentences)), np.nan, dtype=np.float64)
-            present = [i for i, image in enumerate(row) if image is not None]
-            block = model.similarity(image_emb[image_at : image_at + len(present)],
-                                     text_emb[text_at : text_at + len(layout.sentences)])
-            sim[present] = np.round(block, SCORE_DECIMALS)
-            image_at += len(present)
-            text_at += len(layout.sentences)
+            if page_scored:
+                present = [i for i, image in enumerate(row) if image is not None]
+                block = model.similarity(image_emb[[image_at[row[i].sha256] for i in present]],
+                                         text_emb[[text_at[sentence] for sentence in layout.sentences]])
+                sim[present] = np.round(block, SCORE_DECIMALS)
             segments, moves = reorder(layout, sim, self._margin)
             score = page_score(sim)
             stats = {**doc.stats, SCORE_KEY: round(score, SCORE_DECIMALS) if score == score else score}

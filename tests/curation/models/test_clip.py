@@ -197,3 +197,91 @@ def test_load_cached_loads_once_per_spec():
     first = load_cached(spec)
     assert load_cached(ClipSpec(model=TINY_CONFIG_NAME, batch_size=5)) is first
     assert load_cached(ClipSpec(model=TINY_CONFIG_NAME, batch_size=6)) is not first
+
+
+class RecordingTokenizer:
+    """open_clip's tokenizer, recording the texts it is given."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.seen = []
+
+    def __call__(self, texts):
+        self.seen.extend(texts)
+        return self.tokenizer(texts)
+
+    def __getattr__(self, name):
+        return getattr(self.tokenizer, name)
+
+
+def test_tokenize_cuts_long_texts_before_the_tokenizer_without_changing_a_token(tiny, monkeypatch):
+    texts = [
+        "a red square",
+        "",
+        "the " * 74,  # exactly fills the context with its end-of-text token
+        "the " * 400,  # cut once
+        "information community university " * 100,  # long words: the first cut is too short, cut again
+        "x" * 3000,  # no whitespace to cut at: tokenized whole
+        "Über die Brücke, café crème — “quoted” … " * 300,
+        "  spaced   out \n text " * 200,
+    ]
+    whole = tiny._tokenizer(texts)
+    recording = RecordingTokenizer(tiny._tokenizer)
+    monkeypatch.setattr(tiny, "_tokenizer", recording)
+    assert torch.equal(tiny.tokenize(texts), whole)
+    cut = {text: max((len(s) for s in recording.seen if text.startswith(s)), default=0) for text in texts}
+    assert cut["the " * 400] < 700 and cut["  spaced   out \n text " * 200] < 700
+    assert 700 < cut["information community university " * 100] < len("information community university " * 100)
+    assert cut["x" * 3000] == 3000
+    assert all(len(seen) < 2500 for seen in recording.seen if not seen.startswith("x"))
+
+
+def test_embed_texts_encodes_each_distinct_row_once_and_stops_at_the_longest_end_of_text(tiny):
+    shapes = []
+    hook = tiny._model.token_embedding.register_forward_hook(lambda module, args, out: shapes.append(args[0].shape))
+    long_a = "the river runs under an old stone bridge " * 12 + "and ends here."
+    long_b = "the river runs under an old stone bridge " * 12 + "and ends somewhere else entirely."
+    texts = ["a red square", "A  RED square", "a photo of a dog", "a red square", long_a, long_b, "green noise"]
+    try:
+        got = tiny.embed_texts(texts)
+    finally:
+        hook.remove()
+    # lower-cased, whitespace-collapsed duplicates and texts equal in the 75 tokens CLIP reads are one row each;
+    # rows by length with start and end: green noise 4, a red square 5, a photo of a dog 7, the long ones 77.
+    # In fp32 on CPU a pass costs one row more: the three short rows run together to 7 positions, the long one alone.
+    assert [tuple(shape) for shape in shapes] == [(3, 7), (1, 77)]
+    with torch.inference_mode():
+        whole = torch.nn.functional.normalize(tiny._model.encode_text(tiny._tokenizer(texts)), dim=-1).numpy()
+    np.testing.assert_allclose(got, whole, atol=1e-5)
+    assert np.array_equal(got[0], got[1]) and np.array_equal(got[0], got[3]) and np.array_equal(got[4], got[5])
+    assert tiny.embed_texts([]).shape == (0, 64)
+
+
+def test_embed_texts_runs_rows_of_one_length_together_up_to_batch_size(tiny):
+    shapes = []
+    hook = tiny._model.token_embedding.register_forward_hook(lambda module, args, out: shapes.append(args[0].shape))
+    try:
+        tiny.embed_texts([f"cat number {word}" for word in ("one", "two", "three", "four", "five", "six", "seven")])
+    finally:
+        hook.remove()
+    assert len(shapes) == 3 and all(rows <= 3 and length == 5 for rows, length in shapes)  # batch_size 3
+    assert sum(rows for rows, _ in shapes) == 7
+
+
+def test_rows_of_different_lengths_share_a_pass_only_where_passes_are_costly():
+    texts = ["green noise", "the river runs under an old stone bridge at night"]  # 4 and 12 positions
+
+    def passes(precision):
+        model = ClipModel.load(ClipSpec(model=TINY_CONFIG_NAME, precision=precision, batch_size=4))
+        shapes = []
+        hook = model._model.token_embedding.register_forward_hook(lambda module, args, out: shapes.append(args[0].shape))
+        try:
+            model.embed_texts(texts)
+        finally:
+            hook.remove()
+        return [tuple(shape) for shape in shapes]
+
+    # fp32 on CPU: 4 + 12 positions alone (a pass costs one row more: 2*4 + 2*12) beat 2 rows of 12 (3*12)
+    assert passes("fp32") == [(1, 4), (1, 12)]
+    # bf16 autocast on CPU: a pass costs a full batch more (5*4 + 5*12 against 6*12)
+    assert passes("bf16") == [(2, 12)]
