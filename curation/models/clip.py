@@ -47,11 +47,9 @@ RANDOM_INIT_SEED = 0
 # A long text is cut at this many characters per context token before tokenizing (see ClipModel.tokenize);
 # English runs about 4-5 characters per CLIP token, so a cut text almost always still fills the context.
 CUT_CHARS_PER_TOKEN = 8
-# What one text-tower pass costs beyond its tokens, in rows of its length: on CPU in fp32 little; on CUDA (kernel
-# launches) and on CPU under bf16 autocast as much as a full batch (there PyTorch's attention copies its projection
-# weights once per position of every pass: a ViT-B-32 pass of 2 rows of 40 tokens took a second on one core here,
-# one of 32 rows of 77 three and a half).
-CPU_FP32_PASS_ROWS = 1
+# The text tower runs each row to its end of text rounded up to a multiple of this many positions: a row's
+# length, and so its arithmetic, depends on the row alone, never on which rows share its batch.
+TEXT_LENGTH_STEP = 16
 _TAG_PATTERN = re.compile(r"[A-Za-z0-9_\-]+")
 _BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 
@@ -263,8 +261,6 @@ class ClipModel:
         self.embed_dim = embed_dim
         self._cuts_texts = _tokens_of_cut_texts_are_prefixes(tokenizer)
         self._trims_text = _text_tower_reads_to_end_of_text(model)
-        cheap_passes = device == "cpu" and precision == "fp32"
-        self._pass_rows = CPU_FP32_PASS_ROWS if cheap_passes else spec.batch_size
 
     @classmethod
     def load(cls, spec: ClipSpec, opener: Opener | None = None) -> ClipModel:
@@ -359,13 +355,11 @@ class ClipModel:
 
         Texts are tokenized by :meth:`tokenize` and each distinct row of tokens is encoded once.
         When the text tower attends causally and pools at the end-of-text token (CLIP's), the
-        padding after a row's end of text cannot change its embedding: the rows are sorted by
-        length and grouped into chunks of at most ``spec.batch_size`` rows, each run only up
-        to its longest row's end of text, grouped to cost the fewest positions with each pass
-        counted as :data:`CPU_FP32_PASS_ROWS` more rows on CPU in fp32 and a full batch more
-        elsewhere. The sums then run in another order: in fp32 an embedding moves by about
-        1e-7; in bf16 by bf16's own rounding (a few 1e-3, as much as bf16 differs from fp32
-        either way).
+        padding after a row's end of text cannot change its embedding: each row runs only to
+        its end of text rounded up to :data:`TEXT_LENGTH_STEP` positions, rows of one length
+        in chunks of at most ``spec.batch_size``. A row's length depends on the row alone, so
+        its embedding does not depend on the other texts of the call, which keeps runs on
+        different runners (different batches) identical.
         """
         import torch
 
@@ -373,19 +367,23 @@ class ClipModel:
         rows, inverse = torch.unique(tokens, dim=0, return_inverse=True)
         if not self._trims_text:
             return self._embed(rows, lambda chunk: chunk, self._model.encode_text)[inverse.numpy()]
-        lengths = rows.argmax(dim=-1) + 1  # CLIP's end of text is its largest id
+        context = rows.shape[1]
+        ends = rows.argmax(dim=-1) + 1  # CLIP's end of text is its largest id
+        lengths = torch.clamp((ends + TEXT_LENGTH_STEP - 1) // TEXT_LENGTH_STEP * TEXT_LENGTH_STEP, max=context)
         order = torch.argsort(lengths, stable=True)
         place = torch.empty_like(order)
         place[order] = torch.arange(len(order))
         encoded = self._embed(
-            rows[order], lambda chunk: chunk, self._encode_to_end_of_text,
-            _chunks_by_length(lengths[order].tolist(), self.spec.batch_size, self._pass_rows),
+            rows[order], lambda chunk: chunk, self._encode_to_length,
+            _runs_of_equal(lengths[order].tolist(), self.spec.batch_size),
         )
         return encoded[place[inverse].numpy()]
 
-    def _encode_to_end_of_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        """The text tower on a chunk of token rows, run up to its longest row's end of text."""
-        return _encode_text_prefix(self._model, tokens, int(tokens.argmax(dim=-1).max()) + 1)
+    def _encode_to_length(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The text tower on a chunk of token rows of one length bucket, run to that length."""
+        end = int(tokens.argmax(dim=-1).max()) + 1
+        length = min(tokens.shape[1], -(-end // TEXT_LENGTH_STEP) * TEXT_LENGTH_STEP)
+        return _encode_text_prefix(self._model, tokens, length)
 
     def similarity(self, image_emb: np.ndarray, text_emb: np.ndarray) -> np.ndarray:
         """Cosine similarity of every image with every text, [n_img, n_txt]."""
@@ -422,22 +420,14 @@ class ClipModel:
         return out
 
 
-def _chunks_by_length(lengths: Sequence[int], max_rows: int, pass_rows: int) -> list[slice]:
-    """Splits rows sorted by ascending ``lengths`` into consecutive chunks of at most ``max_rows``
-    rows that cost the fewest positions, a chunk costing ``(rows + pass_rows) * its longest length``
-    (an exact partition, by dynamic programming over the chunk ends)."""
-    cost = [0] * (len(lengths) + 1)
-    start = [0] * (len(lengths) + 1)
-    for end in range(1, len(lengths) + 1):
-        cost[end], start[end] = min(
-            (cost[first] + (end - first + pass_rows) * lengths[end - 1], first)
-            for first in range(max(0, end - max_rows), end)
-        )
-    chunks, end = [], len(lengths)
-    while end:
-        chunks.append(slice(start[end], end))
-        end = start[end]
-    return chunks[::-1]
+def _runs_of_equal(values: Sequence[int], max_rows: int) -> list[slice]:
+    """Consecutive runs of equal ``values`` (sorted), each cut into slices of at most ``max_rows``."""
+    chunks, start = [], 0
+    for end in range(1, len(values) + 1):
+        if end == len(values) or values[end] != values[start] or end - start == max_rows:
+            chunks.append(slice(start, end))
+            start = end
+    return chunks
 
 
 def _cut_at_space(text: str, chars: int) -> str:
