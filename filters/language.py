@@ -36,11 +36,15 @@ def load_detector() -> LangDetector:
     return LangDetector(LangDetectConfig(model=_MODEL, max_input_length=None))
 
 
+@functools.lru_cache(maxsize=64)
 def detect_language(text: str) -> tuple[str, float]:
     """The most likely language of ``text``: ``(ISO 639 code, probability)``.
 
     fastText reads one line, so every run of whitespace becomes one space. Text
     with no language signal (empty, digits only) comes back with a low probability.
+    The last few answers are kept: the checks of one record ask about the same text
+    more than once (a page's language filter and its quality rules, a caption
+    pair's language and coverage checks).
     """
     best = load_detector().detect(" ".join(text.split()), model=_MODEL, k=1)[0]
     return str(best["lang"]), float(best["score"])

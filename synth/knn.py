@@ -20,6 +20,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from scipy.sparse import csr_matrix
 
 EXACT_MAX_DOCS = 10_000
 _BLOCK_CELLS = 1 << 24  # similarity entries per matrix-product block (64 MiB of float32)
@@ -90,8 +91,41 @@ def knn_graph(
 
 
 def _top(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Column indices and values of the ``k`` largest entries of each row (unsorted)."""
-    k = min(k, sims.shape[1])
+    """Column indices and values of the ``k`` largest entries of each row (unsorted).
+
+    Wide rows are first cut down to a few candidates: their columns are dealt into
+    ``groups`` groups (about ``4 * k``), and the ``k``-th largest group maximum is a
+    bound that at least ``k`` entries of the row reach. Only the entries at or above
+    it, seldom many more than ``k``, are ranked; a full selection over every column
+    cost about as much as the matrix product that made the row.
+    """
+    n, cols = sims.shape
+    k = min(k, cols)
+    groups = 1 << max(6, (4 * k - 1).bit_length())
+    if n == 0 or cols < 4 * groups:
+        return _select(sims, k)
+    span = cols // groups
+    maxima = sims[:, : span * groups].reshape(n, span, groups).max(axis=1)
+    bound = np.partition(maxima, groups - k, axis=1)[:, groups - k]
+    flat = np.flatnonzero(sims >= bound[:, None])
+    row = flat // cols
+    counts = np.bincount(row, minlength=n)
+    if counts.min() < k:  # a row of NaN reaches no bound
+        return _select(sims, k)
+    first = np.zeros(n, dtype=np.int64)
+    np.cumsum(counts[:-1], out=first[1:])
+    slot = np.arange(len(flat)) - first[row]
+    width = int(counts.max())
+    values = np.full((n, width), -np.inf, dtype=sims.dtype)
+    values[row, slot] = sims.ravel()[flat]
+    columns = np.zeros((n, width), dtype=np.int64)
+    columns[row, slot] = flat - row * cols
+    idx, top = _select(values, k)
+    return np.take_along_axis(columns, idx, axis=1), top
+
+
+def _select(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_top` by a selection over every column."""
     idx = np.argpartition(sims, sims.shape[1] - k, axis=1)[:, -k:]
     return idx, np.take_along_axis(sims, idx, axis=1)
 
@@ -140,8 +174,8 @@ def spherical_kmeans(
         raise ValueError(f"init must be 'random' or 'kmeans++', got {init!r}")
     for _ in range(iterations):
         label = _nearest_cells(x, centroids, 1)[:, 0]
-        sums = np.zeros_like(centroids)
-        np.add.at(sums, label, x)
+        members = csr_matrix((np.ones(len(x), dtype=x.dtype), (label, np.arange(len(x)))), shape=(cells, len(x)))
+        sums = np.asarray(members @ x, dtype=np.float32)
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
         filled = norms[:, 0] > 0
         centroids[filled] = sums[filled] / norms[filled]

@@ -214,8 +214,9 @@ def pack_partition(
     Returns:
         Sequences of ``(doc, start, end)`` items, see :func:`pack_ordered`.
     """
+    unit = normalized(embeddings)
     order = order_corpus(
-        embeddings,
+        unit,
         tokens,
         k=k,
         max_cluster_tokens=4 * seq_len if max_cluster_tokens is None else max_cluster_tokens,
@@ -229,7 +230,6 @@ def pack_partition(
     )
     if cut or not sequences:
         return sequences
-    unit = normalized(embeddings)
     return [order_sequence(sequence, unit) for sequence in sequences]
 
 
