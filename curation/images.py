@@ -351,21 +351,29 @@ def decode_cost(
     seconds = pixels / _PIXELS_PER_SECOND
     if image.format in ("JPEG", "MPO"):
         full_width, full_height = full_size or image.size
-        scans = _jpeg_scans(data)
+        scans = _jpeg_scans(data, len(getattr(image, "layer", None) or image.getbands()),
+                            bool(image.info.get("progressive")))
         if scans > 1:  # a progressive or multi-scan JPEG buffers all its coefficients
             memory += _coefficients(image, full_width, full_height) * _COEFFICIENT_BYTES
             seconds += full_width * full_height * scans / _SCAN_PIXELS_PER_SECOND
     return memory, seconds
 
 
-def _jpeg_scans(data: bytes) -> int:
+def _jpeg_scans(data: bytes, components: int, progressive: bool) -> int:
     """The scans (SOS markers) of a JPEG, counted from its first: the header's segments
     (an EXIF thumbnail, say) are skipped by their lengths, and 0xFF in entropy-coded data
-    is always followed by 0x00 or a restart marker, so ``FF DA`` there is a real SOS."""
+    is always followed by 0x00 or a restart marker, so ``FF DA`` there is a real SOS.
+
+    A sequential JPEG whose first scan holds all its ``components`` (nearly every photo) is
+    one scan without searching the rest: libjpeg decides from that first scan that the file
+    has no others, and stops at any further SOS (appended pictures of an MPO, say).
+    """
     position = 2
     while position + 4 <= len(data) and data[position] == 0xFF:
         marker = data[position + 1]
         if marker == 0xDA:
+            if not progressive and position + 4 < len(data) and data[position + 4] >= components:
+                return 1
             return max(1, data.count(b"\xff\xda", position))
         if marker == 0xFF:  # fill byte
             position += 1

@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from manifests.manifest import default_opener, is_url, resolve_path, validate_manifest
-from manifests.reader import STAGE_FORMAT_VERSION, STAGE_KIND
 
 WEIGHT_UNITS = ("tokens", "samples")
 
@@ -157,6 +156,8 @@ def resolve_stage(
     Raises:
         MixtureError: when a source cannot be read or a weight cannot be met (naming the source).
     """
+    from manifests.reader import STAGE_FORMAT_VERSION, STAGE_KIND  # the reader imports torch: not at import time
+
     names = [source.name for source in spec.sources]
     available = [_available(source, resolve_path(spec_path, source.manifest), opener) for source in spec.sources]
     shares = mixture_shares([s.weight for s in spec.sources], [s.min_share for s in spec.sources], names)
@@ -244,6 +245,8 @@ def format_stage(stage: Mapping[str, Any]) -> str:
 
 
 def _available(source: SourceSpec, path: str, opener: Callable[[str], BinaryIO]) -> _Available:
+    from manifests.reader import STAGE_KIND
+
     try:
         with opener(path) as handle:
             data = handle.read()

@@ -12,8 +12,8 @@ Writers only ever call ``write`` on the file object they are given (no
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import io
 import re
 import tarfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -25,6 +25,9 @@ _ENCODING = "utf-8"
 _BLOCK = tarfile.BLOCKSIZE
 _RECORD = tarfile.RECORDSIZE
 _END_OF_ARCHIVE = 2 * _BLOCK
+_USTAR_SIZE_LIMIT = 8**11  # a size field of 11 octal digits
+_SIZE_FIELD = slice(124, 136)  # ustar header fields
+_CHECKSUM_FIELD = slice(148, 156)  # summed as if it were eight spaces
 _BAD_KEY = re.compile(r"[.\x00\\]|^/|^__|/$|//")
 _BAD_EXT = re.compile(r"^$|^[._]|[/\x00\\]")
 
@@ -148,11 +151,10 @@ def write_shard(samples: Sequence[Sample], fileobj: BinaryIO, path: str) -> Shar
             raise ValueError(f"duplicate sample key {sample.key!r} in shard {path}")
         seen.add(sample.key)
     sink = _HashingWriter(fileobj)
-    with tarfile.open(fileobj=sink, mode="w|", format=TAR_FORMAT, encoding=_ENCODING) as tar:
-        for sample in samples:
-            for ext in sorted(sample.fields):
-                data = bytes(sample.fields[ext])
-                tar.addfile(_tarinfo(f"{sample.key}.{ext}", len(data)), io.BytesIO(data))
+    for sample in samples:
+        for ext in sorted(sample.fields):
+            _write_member(sink, f"{sample.key}.{ext}", bytes(sample.fields[ext]))
+    sink.write(bytes(archive_bytes(sink.count) - sink.count))  # the end marker and record padding
     return ShardInfo(
         path=path,
         sha256=sink.digest.hexdigest(),
@@ -189,29 +191,68 @@ def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
     return info
 
 
+def _one_block(name: str, size: int) -> bool:
+    """Whether a member's header is a single ustar block: a name of at most 100 ASCII characters
+    and a size of at most 11 octal digits, every other field being fixed (see :func:`_tarinfo`).
+    Any other member gets a PAX extended header first."""
+    return size < _USTAR_SIZE_LIMIT and len(name) <= tarfile.LENGTH_NAME and name.isascii()
+
+
+@functools.cache
+def _blank_header() -> bytes:
+    """The header ``tarfile`` writes for an empty name and size 0 (the fixed fields, as this
+    Python's ``tarfile`` writes them)."""
+    return _tarinfo("", 0).tobuf(TAR_FORMAT, _ENCODING, "surrogateescape")
+
+
+def _header(name: str, size: int) -> bytes:
+    """A member's header, byte for byte as ``tarfile.TarInfo.tobuf`` makes it: for a single
+    block, :func:`_blank_header` with the name, the size and the checksum filled in."""
+    if not _one_block(name, size):
+        return _tarinfo(name, size).tobuf(TAR_FORMAT, _ENCODING, "surrogateescape")
+    header = bytearray(_blank_header())
+    header[: len(name)] = name.encode("ascii")
+    header[_SIZE_FIELD] = b"%011o\0" % size
+    checksum = 8 * ord(" ") + sum(header[: _CHECKSUM_FIELD.start]) + sum(header[_CHECKSUM_FIELD.stop :])
+    header[_CHECKSUM_FIELD.start : _CHECKSUM_FIELD.stop - 1] = b"%06o\0" % checksum  # its last byte stays " "
+    return bytes(header)
+
+
+def _header_bytes(name: str, size: int) -> int:
+    """``len(_header(name, size))``, without building it in the common case."""
+    return _BLOCK if _one_block(name, size) else len(_header(name, size))
+
+
+def _padding(size: int) -> int:
+    """Zero bytes that fill a member's data up to a whole block."""
+    return -size % _BLOCK
+
+
 def _member_bytes(name: str, size: int) -> int:
-    header = len(_tarinfo(name, size).tobuf(TAR_FORMAT, _ENCODING, "surrogateescape"))
-    return header + -(-size // _BLOCK) * _BLOCK
+    return _header_bytes(name, size) + size + _padding(size)
 
 
-class _HashingWriter(io.RawIOBase):
-    """A write-only stream that hashes and counts bytes on their way to ``target``."""
+def _write_member(sink: _HashingWriter, name: str, data: bytes) -> None:
+    """Writes one member as ``tarfile.TarFile.addfile`` does: header, data, zeros to a block."""
+    sink.write(_header(name, len(data)))
+    sink.write(data)
+    padding = _padding(len(data))
+    if padding:
+        sink.write(bytes(padding))
+
+
+class _HashingWriter:
+    """Hashes and counts bytes on their way to ``target``."""
 
     def __init__(self, target: BinaryIO):
-        super().__init__()
         self._target = target
         self.digest = hashlib.sha256()
         self.count = 0
 
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:
-        view = memoryview(data).cast("B")
-        self.digest.update(view)
-        self.count += len(view)
-        self._target.write(view.tobytes())
-        return len(view)
+    def write(self, data: bytes) -> None:
+        self.digest.update(data)
+        self.count += len(data)
+        self._target.write(data)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 import json
 import sys
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import yaml
 from apache_beam.io.filesystem import CompressionTypes
@@ -21,13 +21,15 @@ from curation import __version__
 from curation.config import ConfigError, load_config, to_mapping
 from curation.models.clip import RandomWeightsRefused
 from manifests.manifest import canonical_json, load_manifest, verify_manifest, why_empty
-from manifests.report import Storage, write_report
 from manifests.mixture import MixtureError, StageSpec, format_stage, resolve_stage
 from pipelines import console
 from pipelines.executor import BudgetExceeded, run_recipe
 from pipelines.io import read_stage_funnel
 from pipelines.recipe import RecipeError, plan_run
-from pipelines.registry import PipelineCommand, pipeline_commands
+from pipelines.registry import PIPELINE_MODULES, PipelineCommand, pipeline_commands
+
+if TYPE_CHECKING:
+    from manifests.report import Storage
 
 RUNNER_HELP = (
     "Any other --flag is a Beam pipeline option, e.g. --runner=DirectRunner "
@@ -81,7 +83,9 @@ def _add_pipeline(commands: Any, command: PipelineCommand) -> None:
             target.add_argument(flag.flag, action="store_true", help=flag.help + key)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(pipelines: Sequence[str] = PIPELINE_MODULES) -> argparse.ArgumentParser:
+    """The ``curate`` parser, with a subcommand for each pipeline of ``pipelines`` (every one by
+    default) and for each of the other commands."""
     parser = argparse.ArgumentParser(
         prog="curate",
         description="Multimodal pre-training data curation: Beam pipelines to webdataset shards + manifests.",
@@ -89,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    for command in pipeline_commands():
+    for command in pipeline_commands(pipelines):
         _add_pipeline(commands, command)
 
     train = commands.add_parser(
@@ -259,7 +263,7 @@ def _report(args: argparse.Namespace, manifest_path: str) -> None:
             "manifest": manifest_path,
         }
         if not args.no_report:
-            outputs["report"] = write_report(args.output, storage=beam_storage())
+            outputs["report"] = _write_report(args.output)
     for line in console.summary_lines():
         print(line, file=sys.stderr)
     for name, path in outputs.items():
@@ -268,6 +272,8 @@ def _report(args: argparse.Namespace, manifest_path: str) -> None:
 
 def beam_storage() -> Storage:
     """The report's file access through Beam's filesystems (local, ``gs://``, ``s3://``)."""
+    from manifests.report import Storage
+
     return Storage(
         open=lambda path: FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED),
         create=lambda path: FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED),
@@ -276,9 +282,17 @@ def beam_storage() -> Storage:
     )
 
 
+def _write_report(directory: str, path: str | None = None) -> str:
+    """:func:`manifests.report.write_report` through Beam's filesystems; the report's
+    module (and matplotlib) is imported only when a report is written."""
+    from manifests.report import write_report
+
+    return write_report(directory, path, storage=beam_storage())
+
+
 def _run_report(args: argparse.Namespace) -> int:
     try:
-        path = write_report(args.dir, args.output, storage=beam_storage())
+        path = _write_report(args.dir, args.output)
     except FileNotFoundError as error:
         print(f"curate: error: {error}", file=sys.stderr)
         return 2
@@ -327,7 +341,7 @@ def _run_mix(args: argparse.Namespace) -> int:
         print(f"curate: WARNING: {warning}", file=sys.stderr)
     print(f"stage manifest: {output}")
     if not args.no_report:
-        print(f"report: {write_report(args.output, storage=beam_storage())}")
+        print(f"report: {_write_report(args.output)}")
     return 0
 
 
@@ -342,16 +356,25 @@ def _run_demo(args: argparse.Namespace) -> int:
             else:
                 print(f"\n== {name}: {FileSystems.join(folder, 'manifest.json')}")
                 print(format_funnel(manifest))
-            print(f"report: {write_report(folder, storage=beam_storage())}")
+            print(f"report: {_write_report(folder)}")
         for line in console.summary_lines():
             print(line, file=sys.stderr)
     return 0
 
 
+def _pipelines_for(argv: Sequence[str]) -> tuple[str, ...]:
+    """The pipelines whose modules a command line needs: a pipeline's command only its own (so
+    ``curate pairs`` imports no other pipeline, nor its libraries), any other every one
+    (``curate --help`` lists them all)."""
+    return (argv[0],) if argv and argv[0] in PIPELINE_MODULES else PIPELINE_MODULES
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    pipelines = _pipelines_for(argv)
+    parser = build_parser(pipelines)
     args, beam_args = parser.parse_known_args(argv)
-    commands = {command.name: command for command in pipeline_commands()}
+    commands = {command.name: command for command in pipeline_commands(pipelines)}
     if args.command not in commands and beam_args:
         parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
     try:

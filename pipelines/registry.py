@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import json
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 PIPELINE_MODULES = ("pairs", "interleaved", "captions", "documents", "video", "text", "longcontext")
 
@@ -125,6 +125,7 @@ def check_clip_weights(config: Any) -> None:
         announce_random_weights(config.clip)
 
 
-def pipeline_commands() -> list[PipelineCommand]:
-    """Every pipeline's command, in :data:`PIPELINE_MODULES` order."""
-    return [importlib.import_module(f"pipelines.{name}").COMMAND for name in PIPELINE_MODULES]
+def pipeline_commands(names: Sequence[str] = PIPELINE_MODULES) -> list[PipelineCommand]:
+    """The commands of the pipelines ``names`` (every pipeline's by default, in
+    :data:`PIPELINE_MODULES` order); only their modules are imported."""
+    return [importlib.import_module(f"pipelines.{name}").COMMAND for name in names]
