@@ -10,7 +10,7 @@ block and read back in blocks, so ten million (15 GB) fit a small machine; token
 counts log-normal (median ~550, mean ~900, clipped to 16..32768).
 
 Each method runs in its own child process the way ``curate text`` runs: centroids fit
-on 20k documents, every document assigned to its nearest (partitions of about
+on 20k documents, every document assigned to its nearest (partitions of at most about
 ``--partition-docs``), the partitions written to their own files (Beam's group by
 key), packed by ``--workers`` worker processes, and the partitions' part-filled
 last sequences packed together at the end. Methods: ``pack`` is the MST walk packed
@@ -87,19 +87,18 @@ def partition(work: Path, n: int, partition_docs: int) -> list[tuple[Path, np.nd
 
     Returns ``(rows file, document ids)`` per partition, largest first.
     """
-    from synth.partition import assign, fit_centroids
+    from synth.partition import assign, partition_centroids
 
     embeddings = work / "embeddings.npy"
     parts = work / "parts"
     parts.mkdir(exist_ok=True)
-    count = max(1, math.ceil(n / partition_docs))
-    centroids = fit_centroids(read_rows(embeddings, 0, min(n, CENTROID_SAMPLE)), count, seed=0) if count > 1 else None
-    count = 1 if centroids is None else len(centroids)
+    centroids = partition_centroids(read_rows(embeddings, 0, min(n, CENTROID_SAMPLE)), n, partition_docs, seed=0)
+    count = len(centroids)
     labels = np.empty(n, dtype=np.int32)
     handles = [open(parts / f"{p}.f32", "wb") for p in range(count)]
     for start in range(0, n, BLOCK):
         rows = read_rows(embeddings, start, min(BLOCK, n - start))
-        block = np.zeros(len(rows), dtype=np.int32) if centroids is None else assign(rows, centroids)
+        block = assign(rows, centroids)
         labels[start : start + len(rows)] = block
         for p in np.unique(block).tolist():
             rows[block == p].tofile(handles[p])
@@ -109,6 +108,17 @@ def partition(work: Path, n: int, partition_docs: int) -> list[tuple[Path, np.nd
     bounds = np.searchsorted(labels[order], np.arange(count + 1))
     found = [(parts / f"{p}.f32", order[bounds[p] : bounds[p + 1]]) for p in range(count)]
     return sorted((part for part in found if len(part[1])), key=lambda part: -len(part[1]))
+
+
+def peak_rss() -> int:
+    """This process's peak resident set size in bytes (Linux ``VmHWM``). Not ``ru_maxrss``:
+    that survives ``exec``, so the child would report the peak of the parent that wrote the
+    embeddings through a memory map."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def pack_one(task: tuple[int, str, Path, np.ndarray, np.ndarray, int]) -> dict:
@@ -131,7 +141,7 @@ def pack_one(task: tuple[int, str, Path, np.ndarray, np.ndarray, int]) -> dict:
     cost = sequence_costs(sequences[:-1], unit, tokens, seq_len)
     cost["last"] = [(int(ids[d]), start, end) for d, start, end in sequences[-1]]
     cost["index"] = index
-    cost["max_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    cost["max_rss"] = peak_rss()
     return cost
 
 
@@ -184,7 +194,7 @@ def child(method: str, work: Path, seq_len: int, workers: int, partition_docs: i
     total.update(
         seconds=seconds,
         cpu=time.process_time() - cpu + children.ru_utime + children.ru_stime,
-        max_rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 + workers * max(r["max_rss"] for r in results),
+        max_rss=peak_rss() + workers * max(r["max_rss"] for r in results),
         partitions=len(parts),
     )
     shutil.rmtree(work / "parts")
@@ -194,7 +204,9 @@ def child(method: str, work: Path, seq_len: int, workers: int, partition_docs: i
 def run_child(method: str, work: Path, args: argparse.Namespace) -> dict:
     command = [sys.executable, __file__, "--child", method, "--work", str(work), "--seq-len", str(args.seq_len),
                "--workers", str(args.workers), "--partition-docs", str(args.partition_docs)]
-    done = subprocess.run(command, capture_output=True, text=True)
+    # one BLAS thread per process: the kNN search already runs a thread per core
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=os.environ.get("OPENBLAS_NUM_THREADS", "1"))
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"{method} child failed: {done.stderr[-3000:]}")
     return json.loads((work / f"{method}.json").read_text())

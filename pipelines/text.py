@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -42,7 +41,7 @@ from pipelines.recipe import (
 from pipelines.transforms import REJECTS
 from synth.knn import normalized
 from synth.packing import complete_sequences, neighbour_similarities, pack_partition
-from synth.partition import assign, fit_centroids
+from synth.partition import assign, partition_centroids
 
 
 @dataclass(frozen=True)
@@ -87,8 +86,9 @@ class PackSettings:
         knn: neighbours per document in the kNN graph.
         sep_tokens: separator tokens after each document piece.
         separator: the text written between pieces in the ``txt`` file.
-        max_partition_docs: partitions (packed one per worker) hold about this
-            many documents; k-means on the embeddings splits the corpus.
+        max_partition_docs: partitions (packed one per worker) hold at most about
+            this many documents (as estimated on the centroid sample); k-means on the
+            embeddings splits the corpus, and splits again any partition over it.
         centroid_sample: documents the partition centroids are fit on.
         cut_at_boundaries: ``false`` (best fit): sequences are completed from the
             next ``window`` documents of the walk and no document shorter than a
@@ -203,10 +203,10 @@ class CountTokens(beam.DoFn):
 
 
 def _centroids(sample: list[tuple[str, np.ndarray]], count: int, settings: PackSettings) -> np.ndarray:
-    k = max(1, math.ceil(count / settings.max_partition_docs))
     if not sample:
         return np.zeros((1, 1), dtype=np.float32)
-    return fit_centroids(np.stack([vector for _, vector in sorted(sample, key=lambda kv: kv[0])]), k, seed=settings.seed)
+    vectors = np.stack([vector for _, vector in sorted(sample, key=lambda kv: kv[0])])
+    return partition_centroids(vectors, count, settings.max_partition_docs, seed=settings.seed)
 
 
 LEFTOVERS = "leftovers"

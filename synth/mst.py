@@ -160,7 +160,8 @@ def merge_small_clusters(
 
     Small clusters are taken smallest first (ties by position); each goes to the
     first of its ``candidates`` nearest clusters (cosine similarity of centroids,
-    found with :func:`synth.knn.knn_graph` and ``seed``) whose token total stays
+    found with :func:`synth.knn.knn_graph` and ``seed``, one cell probed per
+    centroid: candidates need not be the exact nearest) whose token total stays
     within ``max_cluster_tokens`` (no cap when ``None``). Its documents are
     appended after the target's, so each merged part stays contiguous; a cluster
     that grew by absorbing others moves with them if it is still small when its
@@ -178,7 +179,7 @@ def merge_small_clusters(
     small = sorted((s, i) for i, s in enumerate(size) if s < min_cluster_tokens)
     if not small:
         return members
-    near = knn_graph(cluster_centroids(members, embeddings), k=candidates, seed=seed)[0].tolist()
+    near = knn_graph(cluster_centroids(members, embeddings), k=candidates, seed=seed, probes=1)[0].tolist()
     owner = list(range(len(members)))
 
     def find(c: int) -> int:
