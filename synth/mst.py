@@ -14,7 +14,6 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import minimum_spanning_tree
 
-from synth.knn import knn_graph, normalized
 
 Edges = Sequence[tuple[int, int, float]] | np.ndarray
 
@@ -115,29 +114,6 @@ def cut_clusters(n: int, edges: Edges, tokens: np.ndarray, max_cluster_tokens: i
     return _groups(_roots(np.asarray(parent, dtype=np.int64)))
 
 
-def cluster_centroids(
-    clusters: Sequence[Sequence[int]], embeddings: np.ndarray, block_docs: int = 65_536
-) -> np.ndarray:
-    """Unit-length mean of each cluster's unit-length embeddings, ``[len(clusters), d]``.
-
-    Gathers at most ``block_docs`` embeddings at a time.
-    """
-    sizes = np.fromiter(map(len, clusters), dtype=np.int64, count=len(clusters))
-    members = np.fromiter(chain.from_iterable(clusters), dtype=np.int64, count=int(sizes.sum()))
-    label = np.repeat(np.arange(len(clusters)), sizes)
-    sums = np.zeros((len(clusters), embeddings.shape[1]), dtype=np.float32)
-    for start in range(0, len(members), block_docs):
-        part = label[start : start + block_docs]
-        first = part[0]
-        indicator = csr_matrix(
-            (np.ones(len(part), dtype=np.float32), (part - first, np.arange(len(part)))),
-            shape=(part[-1] - first + 1, len(part)),
-        )
-        sums[first : part[-1] + 1] += indicator @ normalized(embeddings[members[start : start + block_docs]])
-    norms = np.linalg.norm(sums, axis=1, keepdims=True)
-    return np.divide(sums, norms, out=sums, where=norms > 0)
-
-
 def _token_sums(clusters: Sequence[Sequence[int]], tokens: np.ndarray) -> list[int]:
     sizes = np.fromiter(map(len, clusters), dtype=np.int64, count=len(clusters))
     members = np.fromiter(chain.from_iterable(clusters), dtype=np.int64, count=int(sizes.sum()))
@@ -148,25 +124,35 @@ def _token_sums(clusters: Sequence[Sequence[int]], tokens: np.ndarray) -> list[i
 
 def merge_small_clusters(
     clusters: Sequence[Sequence[int]],
-    embeddings: np.ndarray,
+    neighbours: np.ndarray,
+    distances: np.ndarray,
     tokens: np.ndarray,
     min_cluster_tokens: int,
     *,
     max_cluster_tokens: int | None = None,
-    candidates: int = 16,
-    seed: int = 0,
+    hops: int = 3,
 ) -> list[list[int]]:
-    """Moves clusters under ``min_cluster_tokens`` into their nearest cluster with room.
+    """Moves clusters under ``min_cluster_tokens`` into the nearest cluster with room.
 
-    Small clusters are taken smallest first (ties by position); each goes to the
-    first of its ``candidates`` nearest clusters (cosine similarity of centroids,
-    found with :func:`synth.knn.knn_graph` and ``seed``, one cell probed per
-    centroid: candidates need not be the exact nearest) whose token total stays
-    within ``max_cluster_tokens`` (no cap when ``None``). Its documents are
-    appended after the target's, so each merged part stays contiguous; a cluster
-    that grew by absorbing others moves with them if it is still small when its
-    turn comes, and a cluster absorbed earlier is represented by its absorber. A
-    small cluster with no candidate that has room is kept as it is.
+    Nearness is read off the kNN graph (``neighbours`` / ``distances`` as
+    :func:`synth.knn.knn_graph` returns them): a small cluster's candidates are the
+    clusters of its documents' neighbours, nearest edge first (ties by cluster
+    position), which is single linkage again without the cap's refusal, so a
+    merged document usually sits next to the neighbour it came for in the forest
+    walk. Small clusters are taken smallest first (ties by position); each goes to
+    its first candidate whose token total stays within ``max_cluster_tokens`` (no
+    cap when ``None``). Its documents are appended after the target's, so each
+    merged part stays contiguous; a cluster that grew by absorbing others moves
+    with them if it is still small when its turn comes, and a cluster absorbed
+    earlier is represented by its absorber. Clusters still small with no room
+    among their neighbours' clusters try again with the clusters two edges away
+    (then three, up to ``hops``), ranked by path length; one with no room within
+    ``hops`` edges is kept as it is.
+
+    The graph replaces a kNN search among cluster centroids that cost a fifth of
+    a partition's packing at ten million documents and found candidates further
+    away (adjacent similarity in sequences 0.484 against 0.487 now, on a partition
+    of ``bench/bench_mst.py``'s corpus).
 
     Returns:
         The surviving clusters in their original relative order.
@@ -174,12 +160,10 @@ def merge_small_clusters(
     members = [list(c) for c in clusters if len(c)]
     if len(members) < 2:
         return members
+    label = _labels(members, len(neighbours))
     size = _token_sums(members, tokens)
     cap = np.inf if max_cluster_tokens is None else max_cluster_tokens
-    small = sorted((s, i) for i, s in enumerate(size) if s < min_cluster_tokens)
-    if not small:
-        return members
-    near = knn_graph(cluster_centroids(members, embeddings), k=candidates, seed=seed, probes=1)[0].tolist()
+    small = [i for _, i in sorted((s, i) for i, s in enumerate(size) if s < min_cluster_tokens)]
     owner = list(range(len(members)))
 
     def find(c: int) -> int:
@@ -187,19 +171,68 @@ def merge_small_clusters(
             owner[c] = c = owner[owner[c]]
         return c
 
-    for _, source in small:
-        if size[source] >= min_cluster_tokens or find(source) != source:
-            continue
-        target = next(
-            (t for t in map(find, near[source]) if t >= 0 and t != source and size[t] + size[source] <= cap),
-            None,
-        )
-        if target is None:
-            continue
-        members[target].extend(members[source])
-        size[target] += size[source]
-        owner[source] = target
+    for hop in range(1, hops + 1):
+        waiting = [c for c in small if size[c] < min_cluster_tokens and find(c) == c]
+        if not waiting:
+            break
+        source, target = _paths(label, neighbours, distances, waiting, hop)
+        bounds = np.searchsorted(source, np.arange(len(members) + 1)).tolist()
+        target = target.tolist()
+        for cluster in waiting:
+            if size[cluster] >= min_cluster_tokens or find(cluster) != cluster:
+                continue
+            into = next(
+                (t for t in map(find, target[bounds[cluster] : bounds[cluster + 1]])
+                 if t != cluster and size[t] + size[cluster] <= cap),
+                None,
+            )
+            if into is None:
+                continue
+            members[into].extend(members[cluster])
+            size[into] += size[cluster]
+            owner[cluster] = into
     return [m for i, m in enumerate(members) if find(i) == i]
+
+
+def _labels(members: list[list[int]], n: int) -> np.ndarray:
+    """Each document's cluster position; the clusters must hold the ``n`` documents of the graph."""
+    count = sum(map(len, members))
+    if count != n:
+        raise ValueError(f"the clusters hold {count} documents, the kNN graph {n}")
+    label = np.empty(n, dtype=np.int64)
+    label[np.fromiter(chain.from_iterable(members), dtype=np.int64, count=n)] = np.repeat(
+        np.arange(len(members)), [len(m) for m in members]
+    )
+    return label
+
+
+def _paths(
+    label: np.ndarray, neighbours: np.ndarray, distances: np.ndarray, sources: list[int], hops: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(source cluster, target cluster)`` of the paths of exactly ``hops`` kNN edges from the
+    ``sources`` clusters' documents to other clusters, sorted by source, then path length, then
+    target; a document reached twice from one cluster keeps its shortest path."""
+    wanted = np.zeros(int(label.max()) + 1, dtype=bool)
+    wanted[sources] = True
+    reach = np.flatnonzero(wanted[label])
+    origin = label[reach]
+    length = np.zeros(len(reach), dtype=np.float64)
+    for _ in range(hops):
+        near = neighbours[reach]
+        found = near >= 0
+        origin = np.broadcast_to(origin[:, None], near.shape)[found]
+        length = (length[:, None] + distances[reach])[found]
+        reach = near[found]
+        shortest = np.lexsort((length, reach, origin))
+        first = np.ones(len(shortest), dtype=bool)
+        first[1:] = (np.diff(origin[shortest]) != 0) | (np.diff(reach[shortest]) != 0)
+        keep = shortest[first]
+        origin, length, reach = origin[keep], length[keep], reach[keep]
+    target = label[reach]
+    leaving = origin != target
+    origin, target, length = origin[leaving], target[leaving], length[leaving]
+    order = np.lexsort((target, length, origin))
+    return origin[order], target[order]
 
 
 def order_cluster(cluster: Sequence[int], edges: Edges) -> list[int]:

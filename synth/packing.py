@@ -6,7 +6,8 @@ scalable by replacing its greedy walk with a minimum spanning forest):
 1. kNN graph of the document embeddings (:func:`synth.knn.knn_graph`);
 2. its minimum spanning forest (:func:`synth.mst.minimum_spanning_forest`);
 3. single linkage along the forest with a token cap (:func:`synth.mst.cut_clusters`),
-   then small clusters folded into their nearest one (:func:`synth.mst.merge_small_clusters`);
+   then small clusters folded into the cluster of their nearest kNN neighbour with
+   room (:func:`synth.mst.merge_small_clusters`);
 4. clusters in a depth-first order of the forest between them, each walked depth
    first along its own tree (:func:`synth.mst.order_cluster`);
 5. the walk packed into sequences (:func:`pack_ordered`): best fit over a window of
@@ -292,7 +293,7 @@ def order_clusters(
     forest = np.asarray(minimum_spanning_forest(n, neighbours, distances), dtype=np.float64).reshape(-1, 3)
     clusters = cut_clusters(n, forest, tokens, max_cluster_tokens)
     clusters = merge_small_clusters(
-        clusters, embeddings, tokens, min_cluster_tokens, max_cluster_tokens=max_cluster_tokens, seed=seed
+        clusters, neighbours, distances, tokens, min_cluster_tokens, max_cluster_tokens=max_cluster_tokens
     )
     label = np.empty(n, dtype=np.int64)
     label[np.fromiter(chain.from_iterable(clusters), dtype=np.int64, count=n)] = np.repeat(

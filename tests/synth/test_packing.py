@@ -250,7 +250,9 @@ def test_part_filled_last_sequences_of_partitions_are_completed_from_each_other(
         leftovers += packed[-1]
         rows += [unit[d] for d, _, _ in packed[-1]]
     completed = complete_sequences([(i, s, e) for i, (_, s, e) in enumerate(leftovers)], np.stack(rows), 2048, cut=cut)
-    assert len(completed) < 3
+    # completed from each other: no two of the completed sequences would fit in one
+    used = [sum(e - s + 1 for _, s, e in seq) for seq in completed]
+    assert len(completed) <= 3 and all(a + b > 2048 for i, a in enumerate(used) for b in used[i + 1:])
     sequences += [[(leftovers[i][0], s, e) for i, s, e in seq] for seq in completed]
     check_packing(sequences, tokens, 2048, cut=cut)
     if cut:
