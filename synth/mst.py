@@ -14,7 +14,6 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import minimum_spanning_tree
 
-
 Edges = Sequence[tuple[int, int, float]] | np.ndarray
 
 
@@ -160,7 +159,7 @@ def merge_small_clusters(
     members = [list(c) for c in clusters if len(c)]
     if len(members) < 2:
         return members
-    label = _labels(members, len(neighbours))
+    label = cluster_labels(members, len(neighbours))
     size = _token_sums(members, tokens)
     cap = np.inf if max_cluster_tokens is None else max_cluster_tokens
     small = [i for _, i in sorted((s, i) for i, s in enumerate(size) if s < min_cluster_tokens)]
@@ -171,11 +170,16 @@ def merge_small_clusters(
             owner[c] = c = owner[owner[c]]
         return c
 
-    for hop in range(1, hops + 1):
+    # paths from the small clusters' documents, one edge longer each round
+    reach = np.flatnonzero(np.isin(label, small))
+    origin, length = label[reach], np.zeros(len(reach), dtype=np.float64)
+    for _ in range(hops):
         waiting = [c for c in small if size[c] < min_cluster_tokens and find(c) == c]
         if not waiting:
             break
-        source, target = _paths(label, neighbours, distances, waiting, hop)
+        still = np.isin(origin, waiting)
+        origin, reach, length = _step(origin[still], reach[still], length[still], neighbours, distances)
+        source, target = _ranked_targets(label, origin, reach, length)
         bounds = np.searchsorted(source, np.arange(len(members) + 1)).tolist()
         target = target.tolist()
         for cluster in waiting:
@@ -194,40 +198,40 @@ def merge_small_clusters(
     return [m for i, m in enumerate(members) if find(i) == i]
 
 
-def _labels(members: list[list[int]], n: int) -> np.ndarray:
+def cluster_labels(clusters: Sequence[Sequence[int]], n: int) -> np.ndarray:
     """Each document's cluster position; the clusters must hold the ``n`` documents of the graph."""
-    count = sum(map(len, members))
+    count = sum(map(len, clusters))
     if count != n:
         raise ValueError(f"the clusters hold {count} documents, the kNN graph {n}")
     label = np.empty(n, dtype=np.int64)
-    label[np.fromiter(chain.from_iterable(members), dtype=np.int64, count=n)] = np.repeat(
-        np.arange(len(members)), [len(m) for m in members]
+    label[np.fromiter(chain.from_iterable(clusters), dtype=np.int64, count=n)] = np.repeat(
+        np.arange(len(clusters)), [len(c) for c in clusters]
     )
     return label
 
 
-def _paths(
-    label: np.ndarray, neighbours: np.ndarray, distances: np.ndarray, sources: list[int], hops: int
+def _step(
+    origin: np.ndarray, reach: np.ndarray, length: np.ndarray, neighbours: np.ndarray, distances: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Paths ``(origin cluster, document reached, length)`` extended by one kNN edge; a document
+    reached twice from one cluster keeps its shortest path."""
+    near = neighbours[reach]
+    found = near >= 0
+    origin = np.broadcast_to(origin[:, None], near.shape)[found]
+    length = (length[:, None] + distances[reach])[found]
+    reach = near[found]
+    shortest = np.lexsort((length, reach, origin))
+    first = np.ones(len(shortest), dtype=bool)
+    first[1:] = (np.diff(origin[shortest]) != 0) | (np.diff(reach[shortest]) != 0)
+    keep = shortest[first]
+    return origin[keep], reach[keep], length[keep]
+
+
+def _ranked_targets(
+    label: np.ndarray, origin: np.ndarray, reach: np.ndarray, length: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(source cluster, target cluster)`` of the paths of exactly ``hops`` kNN edges from the
-    ``sources`` clusters' documents to other clusters, sorted by source, then path length, then
-    target; a document reached twice from one cluster keeps its shortest path."""
-    wanted = np.zeros(int(label.max()) + 1, dtype=bool)
-    wanted[sources] = True
-    reach = np.flatnonzero(wanted[label])
-    origin = label[reach]
-    length = np.zeros(len(reach), dtype=np.float64)
-    for _ in range(hops):
-        near = neighbours[reach]
-        found = near >= 0
-        origin = np.broadcast_to(origin[:, None], near.shape)[found]
-        length = (length[:, None] + distances[reach])[found]
-        reach = near[found]
-        shortest = np.lexsort((length, reach, origin))
-        first = np.ones(len(shortest), dtype=bool)
-        first[1:] = (np.diff(origin[shortest]) != 0) | (np.diff(reach[shortest]) != 0)
-        keep = shortest[first]
-        origin, length, reach = origin[keep], length[keep], reach[keep]
+    """``(source cluster, target cluster)`` of the paths that leave their cluster, sorted by
+    source, then path length, then target."""
     target = label[reach]
     leaving = origin != target
     origin, target, length = origin[leaving], target[leaving], length[leaving]

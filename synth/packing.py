@@ -30,7 +30,7 @@ from itertools import chain
 import numpy as np
 
 from synth.knn import knn_graph, normalized
-from synth.mst import cut_clusters, merge_small_clusters, minimum_spanning_forest, order_cluster
+from synth.mst import cluster_labels, cut_clusters, merge_small_clusters, minimum_spanning_forest, order_cluster
 
 Piece = tuple[int, int, int]
 
@@ -295,10 +295,7 @@ def order_clusters(
     clusters = merge_small_clusters(
         clusters, neighbours, distances, tokens, min_cluster_tokens, max_cluster_tokens=max_cluster_tokens
     )
-    label = np.empty(n, dtype=np.int64)
-    label[np.fromiter(chain.from_iterable(clusters), dtype=np.int64, count=n)] = np.repeat(
-        np.arange(len(clusters)), [len(c) for c in clusters]
-    )
+    label = cluster_labels(clusters, n)
     ends = label[forest[:, :2].astype(np.int64)]
     within = ends[:, 0] == ends[:, 1]
     order = np.argsort(ends[within, 0], kind="stable")
