@@ -12,6 +12,7 @@ budgets. A run over budget still writes all of that, then raises
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable
@@ -133,7 +134,11 @@ def _per_record(records: beam.PCollection, step: Map | Filter, keyed: bool, labe
                 resolved: beam.PCollection | None = None) -> tuple[beam.PCollection, beam.PCollection]:
     batched = isinstance(step, Map) and step.batch_size > 1
     if batched:
-        records = records | f"{label}/Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=step.batch_size)
+        # a fixed size: the thread pool gets full batches from the start, and Beam's batch-size
+        # estimator (a regression per batch, tuned for model inference) is skipped
+        records = records | f"{label}/Batch" >> beam.BatchElements(
+            min_batch_size=step.batch_size, max_batch_size=step.batch_size
+        )
     side = [AsSingleton(resolved)] if resolved is not None else []
     outputs = records | f"{label}/Apply" >> beam.ParDo(_RecordFn(step, keyed, batched), *side).with_outputs(
         REJECTS, main="kept"
@@ -607,8 +612,14 @@ def run_recipe(
         if plan.stop_after is None:
             clear_outputs(output_dir, recipe.destinations)
     console.ensure_installed()
-    with beam.Pipeline(options=options) as pipeline:
-        build(pipeline, recipe, input_glob, output_dir, plan)
+    try:
+        with beam.Pipeline(options=options) as pipeline:
+            build(pipeline, recipe, input_glob, output_dir, plan)
+            # the modules and the pipeline live through the run: the collector's passes skip them
+            gc.collect()
+            gc.freeze()
+    finally:
+        gc.unfreeze()
     console.progress().finish()
     if dry_run:
         return False

@@ -1,3 +1,4 @@
+import random
 import time
 
 import pytest
@@ -63,6 +64,19 @@ def test_clip_bpe_matches_open_clip_encode():
     tokenizer = TextTokenizer.load()
     for text in texts:
         assert tokenizer.count(text) == len(reference.encode(text))
+
+
+def test_clip_bpe_matches_open_clip_on_ascii_with_and_without_its_shortcut():
+    """Plain ASCII skips ftfy and unescaping; ASCII with "&", "\\r" or control characters does not."""
+    reference = SimpleTokenizer()
+    tokenizer = TextTokenizer.load()
+    rng = random.Random(7)
+    alphabet = [chr(c) for c in range(32, 127)] + ["\t", "\n", "\r", "\x00", "\x1b", "\x7f", "&amp;", "&#39;", "&lt;"]
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 60))) for _ in range(400)]
+    texts += ["Caf\u00e9 at 5 o'clock", "  Two\tcats\n\nsleeping  ", "Tom &amp; Jerry", "\x1b[31mred\x1b[0m text"]
+    assert sum("&" not in t and "\r" not in t and "\x00" not in t for t in texts) > 100  # both paths are exercised
+    for text in texts:
+        assert tokenizer.count(text) == len(reference.encode(text)), repr(text)
 
 
 def test_clip_bpe_counts_a_huge_word_quickly():

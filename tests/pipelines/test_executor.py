@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,6 +163,25 @@ def test_a_reject_under_an_undeclared_step_fails_the_job(tmp_path):
     recipe = toy_recipe([Map(name="double", fn=lambda w: reject(w, "doubled", "oops"))])
     with pytest.raises(Exception, match="not among"):
         run_recipe(recipe, "unused", str(tmp_path), DIRECT)
+
+
+FROZEN_WHILE_MAPPING: list[int] = []  # the in-process runner calls _note_frozen in this module
+
+
+def _note_frozen(word: Word) -> Word:
+    FROZEN_WHILE_MAPPING.append(gc.get_freeze_count())
+    return word
+
+
+def test_the_heap_before_a_run_is_frozen_during_it_and_thawed_after_it(tmp_path):
+    FROZEN_WHILE_MAPPING.clear()
+    run_recipe(toy_recipe([Map(name="note", fn=_note_frozen, threads=4, batch_size=8)]), "unused", str(tmp_path), DIRECT)
+    assert len(FROZEN_WHILE_MAPPING) == 40 and min(FROZEN_WHILE_MAPPING) > 0
+    assert gc.get_freeze_count() == 0
+    failing = toy_recipe([Map(name="double", fn=lambda w: reject(w, "doubled", "oops"))])
+    with pytest.raises(Exception, match="not among"):
+        run_recipe(failing, "unused", str(tmp_path / "failed"), DIRECT)
+    assert gc.get_freeze_count() == 0
 
 
 def test_unknown_or_backwards_stage_options_are_usage_errors():
