@@ -240,8 +240,8 @@ budgets:
     budget: {{fallback: 1.0}}
     summary_qa: {{fallback: 1.0}}
 """)
-    # random weights: whether their summary passes the summary checks turns on near-tied logits, which the
-    # order frame windows are batched in can flip; this test is about the load path and the frame captions
+    # random weights: whether their one summary passes the summary checks varies from run to run (it failed
+    # in 1 of 2 CI runs and 2 of 6 local ones); this test is about the load path and the frame captions
     video.check_generator_sees_images(config)  # a VLM: allowed
     out = tmp_path / "out"
     video.run(str(inputs[0] / "market.mp4"), str(out), config, ["--runner=DirectRunner"])
